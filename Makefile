@@ -1,0 +1,37 @@
+# Bellhop: `make run` starts the whole system, `make test` runs the suite.
+# Both install what they need into .venv from a plain python3.
+
+PYTHON ?= python3
+VENV := .venv
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.synced
+
+.PHONY: install run demo test test-fast lint clean browser
+
+install: $(STAMP)
+
+# uv is installed into the project's own venv, then syncs the locked
+# workspace into it; --inexact keeps uv itself installed.
+$(STAMP): uv.lock pyproject.toml shared/pyproject.toml services/*/pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact --all-packages
+	@touch $@
+
+run: install
+	$(PY) -m bellhop_dev.run
+
+demo: install
+	$(PY) -m bellhop_dev.demo
+
+test: install
+	$(PY) -m pytest tests
+
+lint: install
+	$(PY) -m ruff check shared services tests bench
+	$(PY) -m ruff format --check shared services tests bench
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache

@@ -1,0 +1,1 @@
+"""Bellhop gateway service."""
