@@ -21,10 +21,10 @@ $(STAMP): uv.lock pyproject.toml shared/pyproject.toml services/*/pyproject.toml
 	@touch $@
 
 run: install
-	$(PY) -m bellhop_dev.run
+	$(PY) scripts/run_local.py
 
 demo: install
-	$(PY) -m bellhop_dev.demo
+	$(PY) scripts/demo.py
 
 test: install
 	$(PY) -m pytest tests

@@ -27,3 +27,7 @@ class SessionState(StrEnum):
 # The notification method a worker publishes on its results channel at every
 # state change; params: {"state", "progress", "message", "worker_id"}.
 STATE_NOTIFICATION = "worker.state"
+
+# The notification the orchestrator publishes on a session's results channel
+# when it ends the session itself (reaper, limits, DELETE); params: {"reason"}.
+SESSION_ENDED_NOTIFICATION = "session.ended"
