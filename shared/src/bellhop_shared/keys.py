@@ -7,7 +7,10 @@
 | {prefix}session:{sid}:results      | pub/sub channel | worker       |
 | {prefix}session:{sid}:worker       | string + TTL    | worker       |
 | {prefix}session:{sid}:client       | string + TTL    | gateway      |
+| {prefix}session:{sid}:gateway      | hash + TTL      | gateway      |
 | {prefix}sessions                   | hash            | orchestrator |
+| {prefix}gateway:detached           | sorted set      | gateway      |
+| {prefix}gateway:socketio           | pub/sub channel | gateway      |
 """
 
 from __future__ import annotations
@@ -56,6 +59,20 @@ class Keys:
     def client(self, session_id: str) -> str:
         return f"{self.session(session_id)}:client"
 
+    def gateway(self, session_id: str) -> str:
+        """Return the gateway's record of a session: user, dataset, resume hash."""
+        return f"{self.session(session_id)}:gateway"
+
+    @property
+    def detached_sessions(self) -> str:
+        """Return the sorted set of detached session ids, scored by grace deadline."""
+        return f"{self.prefix}gateway:detached"
+
+    @property
+    def socketio_channel(self) -> str:
+        """Return the channel gateway replicas share through AsyncRedisManager."""
+        return f"{self.prefix}gateway:socketio"
+
     @property
     def sessions(self) -> str:
         return f"{self.prefix}sessions"
@@ -67,4 +84,5 @@ class Keys:
             self.inflight(session_id),
             self.worker(session_id),
             self.client(session_id),
+            self.gateway(session_id),
         ]
