@@ -1,0 +1,221 @@
+"""JSON-RPC 2.0 dispatch: one raw queue item in, one encoded response (or none) out.
+
+An item is whatever the gateway pushed: normally a request object or a batch
+array, but any bytes at all must get a JSON-RPC answer and never raise, so the
+requests queued behind a bad item are still served.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bellhop_shared.jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    Envelope,
+    InvalidParams,
+    RpcError,
+    error_for_invalid,
+    error_response,
+    parse_envelope,
+    parse_json,
+)
+
+logger = logging.getLogger(__name__)
+
+Response = dict[str, Any]
+Params = dict[str, Any]
+
+# Longest method name echoed back in a "method not found" message.
+_MAX_ECHOED_NAME = 64
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method handler and whether it accepts params (always by name)."""
+
+    handler: Callable[[Params], Any]
+    takes_params: bool = True
+
+
+class Dispatcher:
+    """Route JSON-RPC requests to method handlers and build their responses."""
+
+    def __init__(
+        self,
+        methods: Mapping[str, Method],
+        on_request: Callable[[], None] | None = None,
+    ) -> None:
+        self._methods = dict(methods)
+        self._on_request = on_request or (lambda: None)
+
+    @property
+    def method_names(self) -> list[str]:
+        return sorted(self._methods)
+
+    def handle(self, raw: bytes | str) -> str | None:
+        """Answer one queue item; return the encoded response, or None for none."""
+        try:
+            message = parse_json(raw)
+        except RpcError as exc:
+            return encode(error_response(None, exc.code, exc.message))
+        except RecursionError:
+            return encode(_too_deep_error())
+        response = self.handle_message(message)
+        return None if response is None else encode(response)
+
+    def handle_message(self, message: Any) -> Response | list[Response] | None:
+        """Answer one decoded request object or batch array."""
+        if isinstance(message, list):
+            return self._handle_batch(message)
+        return self._handle_single(message)
+
+    def _handle_batch(self, items: list[Any]) -> Response | list[Response] | None:
+        if not items:
+            return error_response(
+                None,
+                INVALID_REQUEST,
+                "Invalid request: the batch is an empty array; send at least one "
+                "request object in it.",
+            )
+        responses = [self._handle_single(item) for item in items]
+        # A batch of notifications only gets no response at all.
+        return [response for response in responses if response is not None] or None
+
+    def _handle_single(self, message: Any) -> Response | None:
+        self._on_request()
+        try:
+            envelope = parse_envelope(message)
+        except RpcError as exc:
+            return error_for_invalid(exc)
+        response = self._call(envelope)
+        return None if envelope.is_notification else response
+
+    def _call(self, envelope: Envelope) -> Response:
+        started = time.perf_counter()
+        try:
+            result = self._run(envelope)
+        except RpcError as exc:
+            response = error_response(
+                envelope.request_id, exc.code, exc.message, exc.data
+            )
+        except Exception:
+            logger.exception("request failed method=%s", _shorten(envelope.method))
+            response = _internal_error(envelope)
+        else:
+            response = {"jsonrpc": "2.0", "id": envelope.request_id, "result": result}
+        took_ms = (time.perf_counter() - started) * 1000
+        logger.debug(
+            "request handled method=%s took_ms=%.2f", _shorten(envelope.method), took_ms
+        )
+        return response
+
+    def _run(self, envelope: Envelope) -> Any:
+        method = self._methods.get(envelope.method)
+        if method is None:
+            raise RpcError(
+                METHOD_NOT_FOUND,
+                f"Method not found: {_shorten(envelope.method)!r}; the worker "
+                f"provides {', '.join(self.method_names)}.",
+            )
+        params = _check_params(envelope, method)
+        return method.handler(params)
+
+
+def _check_params(envelope: Envelope, method: Method) -> Params:
+    name = envelope.method
+    params = envelope.params
+    if isinstance(params, list) and method.takes_params:
+        raise InvalidParams(
+            f"Invalid params: {name} takes its params by name, got an array; "
+            'send "params" as an object such as {"where": {...}}.'
+        )
+    if params and not method.takes_params:
+        raise InvalidParams(
+            f"Invalid params: {name} takes no params, got {_describe(params)}; "
+            'omit "params" or send {}.'
+        )
+    # An empty array means "no params" in either form, so it is accepted here.
+    return params if isinstance(params, dict) else {}
+
+
+def _describe(params: Params | list[Any]) -> str:
+    if isinstance(params, list):
+        return f"an array of {len(params)} items"
+    return f"the keys {sorted(params)[:10]}"
+
+
+def encode(response: Response | list[Response]) -> str:
+    """Encode a response or a batch of them as JSON text.
+
+    A result that JSON cannot carry (NaN, infinity, an unknown type) turns that
+    one response into an internal error instead of losing the whole batch.
+    """
+    try:
+        return _dumps(response)
+    except (TypeError, ValueError, RecursionError):
+        if isinstance(response, list):
+            return "[" + ",".join(_encode_one(item) for item in response) + "]"
+        return _encode_one(response)
+
+
+def _encode_one(response: Response) -> str:
+    try:
+        return _dumps(response)
+    except (TypeError, ValueError, RecursionError) as exc:
+        logger.error(
+            "response is not encodable as JSON id=%r error=%s", response.get("id"), exc
+        )
+        return _dumps(
+            error_response(
+                response.get("id"),
+                INTERNAL_ERROR,
+                "Internal error: the result cannot be encoded as JSON (it contains "
+                "NaN, infinity or an unsupported type); the worker logged the details.",
+            )
+        )
+
+
+def _dumps(value: Any) -> str:
+    # ensure_ascii keeps lone surrogates from client strings encodable as UTF-8.
+    return json.dumps(
+        value, allow_nan=False, default=_to_builtin, separators=(",", ":")
+    )
+
+
+def _to_builtin(value: Any) -> Any:
+    """Convert numpy scalars and arrays, which json cannot encode, to Python values."""
+    to_list = getattr(value, "tolist", None)
+    if callable(to_list):
+        return to_list()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _too_deep_error() -> Response:
+    return error_response(
+        None,
+        PARSE_ERROR,
+        "Parse error: the message nests arrays or objects too deeply; flatten it.",
+    )
+
+
+def _internal_error(envelope: Envelope) -> Response:
+    return error_response(
+        envelope.request_id,
+        INTERNAL_ERROR,
+        f"Internal error while running {_shorten(envelope.method)}; the worker "
+        "logged the details and keeps serving.",
+    )
+
+
+def _shorten(name: str) -> str:
+    if len(name) <= _MAX_ECHOED_NAME:
+        return name
+    return name[:_MAX_ECHOED_NAME] + "..."
