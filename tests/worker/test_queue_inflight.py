@@ -1,0 +1,161 @@
+"""RequestQueue against a real Redis: claim order, parking and acknowledgement."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from bellhop_shared.keys import Keys, new_session_id
+
+from bellhop_worker.queue import RequestQueue, connect_raw
+from support import wait_until
+
+KEYS = Keys()
+
+
+@pytest.fixture
+def raw_client(redis_url: str, redis_client: redis.Redis) -> Iterator[redis.Redis]:
+    client = connect_raw(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def session_id() -> str:
+    return new_session_id()
+
+
+def make_queue(client: redis.Redis, session_id: str, max_batch: int = 100) -> RequestQueue:
+    return RequestQueue(client, KEYS, session_id, max_batch)
+
+
+def test_queue_claim_returns_oldest_first(
+    raw_client: redis.Redis, session_id: str
+) -> None:
+    for item in (b"one", b"two", b"three"):
+        raw_client.lpush(KEYS.queue(session_id), item)
+
+    batch = make_queue(raw_client, session_id).claim(0.5)
+
+    assert batch == [b"one", b"two", b"three"]
+    assert raw_client.llen(KEYS.queue(session_id)) == 0
+    assert raw_client.llen(KEYS.inflight(session_id)) == 3
+
+
+def test_queue_claim_empty_returns_nothing(
+    raw_client: redis.Redis, session_id: str
+) -> None:
+    assert make_queue(raw_client, session_id).claim(0.2) == []
+
+
+def test_queue_claim_wakes_on_push(
+    raw_client: redis.Redis, redis_url: str, session_id: str
+) -> None:
+    pusher = redis.Redis.from_url(redis_url)
+    queue = make_queue(raw_client, session_id)
+
+    timer = threading.Timer(0.2, pusher.lpush, (KEYS.queue(session_id), b"late"))
+    started = time.monotonic()
+    timer.start()
+    batch = queue.claim(10.0)
+    timer.join()
+    pusher.close()
+
+    assert batch == [b"late"]
+    # The claim returned on the push, not at the end of its 10 s block.
+    assert time.monotonic() - started < 9.0
+
+
+def test_queue_parked_items_come_first(
+    raw_client: redis.Redis, session_id: str
+) -> None:
+    # A crashed worker left two items in inflight, newest at the left.
+    raw_client.lpush(KEYS.inflight(session_id), b"parked-1", b"parked-2")
+    raw_client.lpush(KEYS.queue(session_id), b"new-1", b"new-2")
+
+    batch = make_queue(raw_client, session_id).claim(0.2)
+
+    assert batch == [b"parked-1", b"parked-2", b"new-1", b"new-2"]
+
+
+def test_queue_max_batch_leaves_rest_queued(
+    raw_client: redis.Redis, session_id: str
+) -> None:
+    raw_client.lpush(KEYS.queue(session_id), *[f"r{i}".encode() for i in range(5)])
+    queue = make_queue(raw_client, session_id, max_batch=2)
+
+    first = queue.claim(0.2)
+    for item in first:
+        queue.acknowledge(item, None)
+    second = queue.claim(0.2)
+
+    assert first == [b"r0", b"r1"]
+    assert second == [b"r2", b"r3"]
+    assert raw_client.llen(KEYS.queue(session_id)) == 1
+
+
+def test_queue_max_batch_counts_parked_items(
+    raw_client: redis.Redis, session_id: str
+) -> None:
+    raw_client.lpush(KEYS.inflight(session_id), b"p0", b"p1", b"p2")
+    raw_client.lpush(KEYS.queue(session_id), b"new")
+
+    batch = make_queue(raw_client, session_id, max_batch=2).claim(0.2)
+
+    assert batch == [b"p0", b"p1"]
+    assert raw_client.llen(KEYS.queue(session_id)) == 1
+
+
+def test_queue_acknowledge_publishes_then_removes(
+    raw_client: redis.Redis, redis_client: redis.Redis, session_id: str
+) -> None:
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(KEYS.results(session_id))
+    wait_until(lambda: pubsub.get_message(timeout=0.1), 5)
+    raw_client.lpush(KEYS.queue(session_id), b"first", b"second")
+    queue = make_queue(raw_client, session_id)
+    batch = queue.claim(0.2)
+
+    queue.acknowledge(batch[0], '{"answer": 1}')
+    message = wait_until(lambda: pubsub.get_message(timeout=0.1), 5)
+    pubsub.close()
+
+    assert message["data"] == '{"answer": 1}'
+    assert raw_client.lrange(KEYS.inflight(session_id), 0, -1) == [b"second"]
+
+
+def test_queue_acknowledge_without_response(
+    raw_client: redis.Redis, session_id: str
+) -> None:
+    raw_client.lpush(KEYS.queue(session_id), b"notification")
+    queue = make_queue(raw_client, session_id)
+
+    queue.acknowledge(queue.claim(0.2)[0], None)
+
+    assert queue.inflight_length() == 0
+
+
+def test_queue_acknowledge_removes_oldest_duplicate(
+    raw_client: redis.Redis, session_id: str
+) -> None:
+    raw_client.lpush(KEYS.queue(session_id), b"same", b"other", b"same")
+    queue = make_queue(raw_client, session_id)
+    batch = queue.claim(0.2)
+
+    queue.acknowledge(batch[0], None)
+
+    assert raw_client.lrange(KEYS.inflight(session_id), 0, -1) == [b"same", b"other"]
+
+
+def test_queue_keeps_non_utf8_bytes(raw_client: redis.Redis, session_id: str) -> None:
+    raw_client.lpush(KEYS.queue(session_id), b"\xff\xfe\x00garbage")
+    queue = make_queue(raw_client, session_id)
+
+    batch = queue.claim(0.2)
+    queue.acknowledge(batch[0], None)
+
+    assert batch == [b"\xff\xfe\x00garbage"]
+    assert queue.inflight_length() == 0
