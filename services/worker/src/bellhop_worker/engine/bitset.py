@@ -1,0 +1,106 @@
+"""Packed bitsets: one bit per row in little-endian uint64 words.
+
+Row r is bit (r % 64) of word r // 64. Bits past the last row are always zero,
+so a popcount of a bitset is the number of rows it holds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+WORD_BITS = 64
+Bitset = np.ndarray
+
+
+def word_count(n_rows: int) -> int:
+    return (n_rows + WORD_BITS - 1) // WORD_BITS
+
+
+def from_bool(mask: np.ndarray) -> Bitset:
+    """Pack a boolean row mask into words."""
+    n_words = word_count(len(mask))
+    packed = np.packbits(mask, bitorder="little")
+    padded = np.zeros(n_words * 8, dtype=np.uint8)
+    padded[: len(packed)] = packed
+    return padded.view("<u8")
+
+
+def to_bool(bits: Bitset, n_rows: int) -> np.ndarray:
+    """Unpack words into a boolean row mask of length n_rows."""
+    return np.unpackbits(bits.view(np.uint8), bitorder="little", count=n_rows).view(
+        np.bool_
+    )
+
+
+def full(n_rows: int) -> Bitset:
+    """Return a bitset holding every row."""
+    bits = np.full(word_count(n_rows), np.uint64(0xFFFF_FFFF_FFFF_FFFF), dtype="<u8")
+    tail = n_rows % WORD_BITS
+    if tail:
+        bits[-1] = np.uint64((1 << tail) - 1)
+    return bits
+
+
+def empty(n_rows: int) -> Bitset:
+    return np.zeros(word_count(n_rows), dtype="<u8")
+
+
+def popcount(bits: Bitset) -> int:
+    return int(np.bitwise_count(bits).sum(dtype=np.int64))
+
+
+def rows_in_words(bits: Bitset, word_indices: np.ndarray) -> np.ndarray:
+    """Return the ascending row numbers set in the given words of bits."""
+    chunk = np.ascontiguousarray(bits[word_indices])
+    unpacked = np.unpackbits(chunk.view(np.uint8), bitorder="little")
+    word_pos, bit_pos = np.nonzero(unpacked.reshape(-1, WORD_BITS))
+    return word_indices[word_pos].astype(np.int64) * WORD_BITS + bit_pos
+
+
+def rows(bits: Bitset) -> np.ndarray:
+    """Return every set row number, ascending; the cost grows with nonzero words."""
+    return rows_in_words(bits, np.flatnonzero(bits))
+
+
+def select_page(bits: Bitset, offset: int, limit: int) -> np.ndarray:
+    """Return the row numbers of set bits offset .. offset+limit-1, ascending.
+
+    A cumulative popcount finds the words that hold those bits, so only those
+    words are unpacked, however large the bitset is.
+    """
+    if limit <= 0 or len(bits) == 0:
+        return np.zeros(0, dtype=np.int64)
+    cumulative = np.cumsum(np.bitwise_count(bits), dtype=np.int64)
+    total = int(cumulative[-1])
+    if offset >= total:
+        return np.zeros(0, dtype=np.int64)
+    last = min(offset + limit, total) - 1
+    first_word = int(np.searchsorted(cumulative, offset, side="right"))
+    last_word = int(np.searchsorted(cumulative, last, side="right"))
+    before = int(cumulative[first_word - 1]) if first_word else 0
+    found = rows_in_words(bits, np.arange(first_word, last_word + 1))
+    skip = offset - before
+    return found[skip : skip + last - offset + 1]
+
+
+def from_codes(codes: np.ndarray, n_values: int) -> np.ndarray:
+    """Build one bitset per code value: a (n_values, n_words) matrix.
+
+    Codes outside 0..n_values-1 (the missing-value code) set no bit. A stable
+    sort groups rows by code with row numbers ascending inside each group, so
+    the bits of one word sit next to each other and one OR-reduce per word
+    builds the matrix in O(rows).
+    """
+    n_words = word_count(len(codes))
+    matrix = np.zeros((n_values, n_words), dtype="<u8")
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order].astype(np.int64)
+    keep = sorted_codes < n_values
+    order, sorted_codes = order[keep], sorted_codes[keep]
+    if len(order) == 0:
+        return matrix
+    word_keys = sorted_codes * n_words + (order >> 6)
+    bit_values = np.left_shift(np.uint64(1), (order & 63).astype(np.uint64))
+    starts = np.flatnonzero(np.diff(word_keys, prepend=-1))
+    matrix.reshape(-1)[word_keys[starts]] = np.bitwise_or.reduceat(bit_values, starts)
+    return matrix

@@ -1,0 +1,201 @@
+"""Evaluate the `where`, `exclude` and `range` params shared by filter and compute.
+
+`where` ORs the listed values within a field and ANDs the fields; `exclude`
+drops every row holding a listed value; `range` keeps rows whose value lies in
+[min, max], both inclusive, either bound null. A missing value never falls in
+a range, and null in a value list stands for the missing value.
+
+A value of the right type that the column does not hold (carrier "ZZ", month
+13) matches no row and adds a warning naming it and the valid values, so a
+client with a stale value list still gets a correct answer and learns why.
+A value of the wrong type raises InvalidParams (see values.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from bellhop_shared.jsonrpc import InvalidParams
+
+from bellhop_worker.engine import bitset
+from bellhop_worker.engine.columns import Column, facet_key
+from bellhop_worker.engine.index import Index, list_names
+from bellhop_worker.engine.values import coerce, coerce_bound
+
+# How many values a warning lists before it cuts off.
+_MAX_LISTED_VALUES = 30
+
+
+@dataclass
+class Selection:
+    """The rows a request's conditions select, with warnings about its values."""
+
+    bits: np.ndarray
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+
+def select_rows(index: Index, params: dict[str, Any]) -> Selection:
+    """Return the rows matching params' where, exclude and range."""
+    selection = Selection(bits=index.all_rows.copy())
+    for name, values in _field_lists(params, "where").items():
+        column = index.column(name, "where")
+        selection.bits &= _value_rows(index, column, values, "where", selection)
+    for name, values in _field_lists(params, "exclude").items():
+        column = index.column(name, "exclude")
+        selection.bits &= ~_value_rows(index, column, values, "exclude", selection)
+    for name, bounds in _range_bounds(params).items():
+        column = index.numeric_column(name, "range")
+        selection.bits &= _range_rows(column, bounds)
+    return selection
+
+
+def _field_lists(params: dict[str, Any], setting: str) -> dict[str, list[Any]]:
+    mapping = params.get(setting)
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, dict):
+        raise InvalidParams(
+            f"Invalid {setting!r}: expected an object mapping field names to lists "
+            f'of values, such as {{"carrier": ["UA", "DL"]}}, got {_json_type(mapping)}.',
+            {"setting": setting},
+        )
+    for name, values in mapping.items():
+        if not isinstance(values, list):
+            raise InvalidParams(
+                f"Invalid {setting!r} values for field {name!r}: expected a list such "
+                f"as [{values!r}], got {_json_type(values)}.",
+                {"setting": setting, "field": name},
+            )
+    return mapping
+
+
+def _range_bounds(params: dict[str, Any]) -> dict[str, list[Any]]:
+    mapping = params.get("range")
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, dict):
+        raise InvalidParams(
+            "Invalid 'range': expected an object mapping numeric fields to [min, max], "
+            f'such as {{"dep_delay": [0, 60]}}, got {_json_type(mapping)}.',
+            {"setting": "range"},
+        )
+    for name, bounds in mapping.items():
+        if not isinstance(bounds, list) or len(bounds) != 2:
+            raise InvalidParams(
+                f"Invalid 'range' for field {name!r}: expected [min, max] with null for "
+                f"an open end, such as [0, null], got {bounds!r}.",
+                {"setting": "range", "field": name},
+            )
+    return mapping
+
+
+def _value_rows(
+    index: Index, column: Column, values: list[Any], setting: str, selection: Selection
+) -> np.ndarray:
+    """Return the rows holding any of values in column."""
+    wanted = [coerce(column, value, setting) for value in values]
+    bits = bitset.empty(index.n_rows)
+    if None in wanted:
+        bits |= _missing_rows(index, column)
+    present = [value for value in wanted if value is not None]
+    if not present:
+        return bits
+    if column.codes is not None:
+        bits |= _dictionary_rows(column, present, setting, selection)
+    else:
+        bits |= _numeric_rows(column, present, setting, selection)
+    return bits
+
+
+def _missing_rows(index: Index, column: Column) -> np.ndarray:
+    if column.missing_bits is not None:
+        return column.missing_bits
+    if column.codes is not None:
+        return bitset.from_bool(column.codes == column.missing_code)
+    assert column.valid_bits is not None
+    return index.all_rows & ~column.valid_bits
+
+
+def _dictionary_rows(
+    column: Column, values: list[Any], setting: str, selection: Selection
+) -> np.ndarray:
+    lookup = column.code_lookup()
+    codes = []
+    for value in values:
+        code = lookup.get(value)
+        if code is None:
+            _warn_absent(column, value, setting, selection)
+        else:
+            codes.append(code)
+    if column.bitsets is not None:
+        if not codes:
+            return np.zeros(column.bitsets.shape[1], dtype="<u8")
+        return np.bitwise_or.reduce(column.bitsets[codes], axis=0)
+    assert column.codes is not None
+    return bitset.from_bool(np.isin(column.codes, np.array(codes, dtype=np.int64)))
+
+
+def _numeric_rows(
+    column: Column, values: list[Any], setting: str, selection: Selection
+) -> np.ndarray:
+    assert column.values is not None and column.valid_bits is not None
+    distinct = column.distinct_values()
+    targets = np.array(values, dtype=np.float64)
+    positions = np.searchsorted(distinct, targets).clip(0, max(len(distinct) - 1, 0))
+    for value, position in zip(values, positions.tolist()):
+        if len(distinct) == 0 or distinct[position] != value:
+            _warn_absent(column, value, setting, selection)
+    hits = bitset.from_bool(np.isin(column.values, targets))
+    return hits & column.valid_bits
+
+
+def _range_rows(column: Column, bounds: list[Any]) -> np.ndarray:
+    low = coerce_bound(column, bounds[0], "range")
+    high = coerce_bound(column, bounds[1], "range")
+    if low is not None and high is not None and low > high:
+        raise InvalidParams(
+            f"Invalid 'range' for field {column.name!r}: min {bounds[0]!r} is greater "
+            f"than max {bounds[1]!r}; swap them.",
+            {"setting": "range", "field": column.name},
+        )
+    assert column.values is not None and column.valid_bits is not None
+    mask = np.ones(len(column.values), dtype=np.bool_)
+    if low is not None:
+        mask &= column.values >= low
+    if high is not None:
+        mask &= column.values <= high
+    return bitset.from_bool(mask) & column.valid_bits
+
+
+def _warn_absent(
+    column: Column, value: Any, setting: str, selection: Selection
+) -> None:
+    if column.dictionary is not None:
+        keys = [facet_key(column.type, v) for v in column.dictionary]
+        valid = (
+            f"valid values: {list_names(keys[:_MAX_LISTED_VALUES])}"
+            if len(keys) <= _MAX_LISTED_VALUES
+            else f"it has {len(keys)} distinct values, listed by describe"
+        )
+    else:
+        valid = "describe lists its min and max"
+    selection.warnings.append(
+        {
+            "setting": setting,
+            "field": column.name,
+            "value": value,
+            "message": f"Field {column.name!r} has no value {value!r} in {setting!r}, "
+            f"so it matches no row; {valid}.",
+        }
+    )
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"number {value!r}"
+    return names.get(type(value), type(value).__name__)

