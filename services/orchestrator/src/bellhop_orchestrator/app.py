@@ -1,0 +1,111 @@
+"""The FastAPI application: lifespan (reaper task), routes and error handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from bellhop_orchestrator.api import health_router, sessions_router
+from bellhop_orchestrator.errors import OrchestratorError
+from bellhop_orchestrator.providers import Provider
+from bellhop_orchestrator.services import Services, build_services
+from bellhop_orchestrator.settings import OrchestratorSettings, get_settings
+
+logger = logging.getLogger(__name__)
+
+_REDIS_RETRY_AFTER_S = 5
+
+
+def create_app(
+    settings: OrchestratorSettings | None = None, provider: Provider | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build_services(settings, provider)
+        app.state.services = services
+        reaper_task = _start_reaper(services)
+        logger.info(
+            "orchestrator started provider=%s reaper=%s",
+            services.provider.name,
+            "on" if reaper_task else "off",
+        )
+        yield
+        await _stop_reaper(reaper_task)
+        await services.aclose()
+        logger.info("orchestrator stopped")
+
+    app = FastAPI(
+        title="Bellhop orchestrator",
+        version="1",
+        description="Provisions one worker per session and cleans up after it.",
+        lifespan=lifespan,
+    )
+    app.include_router(sessions_router)
+    app.include_router(health_router)
+    _add_error_handlers(app)
+    return app
+
+
+def _start_reaper(services: Services) -> asyncio.Task[None] | None:
+    if not services.settings.reaper_enabled:
+        return None
+    return asyncio.create_task(services.reaper.run(), name="reaper")
+
+
+async def _stop_reaper(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OrchestratorError, _orchestrator_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RedisError, _redis_error)
+
+
+async def _orchestrator_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OrchestratorError)
+    headers = {}
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(exc.retry_after_s)
+    return JSONResponse({"detail": exc.detail}, exc.status_code, headers=headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [_describe(error) for error in exc.errors()]
+    summary = "; ".join(f"{e['location']}: {e['message']}" for e in errors)
+    body = {"detail": f"Invalid request: {summary}.", "errors": errors}
+    return JSONResponse(jsonable_encoder(body), 422)
+
+
+async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.error(
+        "request %s %s failed: Redis error=%r", request.method, request.url.path, exc
+    )
+    detail = "Redis is unreachable; retry shortly."
+    headers = {"Retry-After": str(_REDIS_RETRY_AFTER_S)}
+    return JSONResponse({"detail": detail}, 503, headers=headers)
+
+
+def _describe(error: Any) -> dict[str, str]:
+    location = ".".join(str(part) for part in error.get("loc", ()))
+    return {
+        "location": location,
+        "message": str(error.get("msg", "")),
+        "type": str(error.get("type", "")),
+    }

@@ -1,0 +1,232 @@
+"""Local provider: one subprocess per session on this machine, for development.
+
+provider_ref is `pid:<pid>:<start ticks>`; the start time (from /proc) tells a
+reused pid apart from the worker that was started, so an orchestrator that
+restarts can still find and stop the workers an earlier one started. Workers
+are marked with BELLHOP_PROVIDER=local in their environment; `list` reports
+only marked workers that use this orchestrator's Redis URL and key prefix, so
+workers started by hand or by another deployment are left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shlex
+import signal
+import sys
+import time
+
+from bellhop_orchestrator.errors import ProviderError
+from bellhop_orchestrator.providers import procfs
+from bellhop_orchestrator.providers.base import RunningWorker, WorkerSpec, WorkerStatus
+from bellhop_orchestrator.settings import OrchestratorSettings
+
+logger = logging.getLogger(__name__)
+
+MARKER_VARIABLE = "BELLHOP_PROVIDER"
+MARKER_VALUE = "local"
+# The orchestrator's own secrets never reach a worker's environment.
+_WITHHELD_VARIABLES = {"ORCHESTRATOR_TOKEN", "HEROKU_API_TOKEN", "GATEWAY_SECRET"}
+_WORKER_PROGRAM_NAMES = ("bellhop_worker", "bellhop-worker")
+_POLL_INTERVAL_S = 0.05
+
+
+def format_ref(pid: int, start_ticks: int) -> str:
+    return f"pid:{pid}:{start_ticks}"
+
+
+def parse_ref(provider_ref: str) -> tuple[int, int] | None:
+    """Return (pid, start ticks) from a `pid:<pid>:<ticks>` ref, else None."""
+    kind, _, rest = provider_ref.partition(":")
+    pid_text, _, ticks_text = rest.partition(":")
+    if kind != "pid" or not pid_text.isdigit() or not ticks_text.isdigit():
+        return None
+    return int(pid_text), int(ticks_text)
+
+
+def is_worker_command(argv: list[str]) -> bool:
+    names_worker = any(name in arg for arg in argv for name in _WORKER_PROGRAM_NAMES)
+    return names_worker and "--session" in argv
+
+
+def session_from_argv(argv: list[str]) -> str | None:
+    index = argv.index("--session") if "--session" in argv else -1
+    return argv[index + 1] if 0 <= index < len(argv) - 1 else None
+
+
+class LocalProvider:
+    """Runs workers as child processes, each in its own process group."""
+
+    name = "local"
+
+    def __init__(self, settings: OrchestratorSettings) -> None:
+        command = shlex.split(settings.local_worker_command)
+        self._command = command or [sys.executable, "-m", "bellhop_worker.main"]
+        self._redis_url = settings.redis_url
+        self._key_prefix = settings.key_prefix
+        self._worker_env = settings.worker_environment()
+        self._stop_timeout_s = settings.local_stop_timeout_s
+        self._kill_timeout_s = settings.local_kill_timeout_s
+        self._children: dict[int, asyncio.subprocess.Process] = {}
+
+    async def start(self, spec: WorkerSpec) -> str:
+        argv = [*self._command, *spec.worker_args()]
+        proc = await self._spawn(argv, spec)
+        stat = procfs.read_stat(proc.pid)
+        if stat is None or not stat.is_running:
+            exit_code = await proc.wait()
+            raise ProviderError(
+                f"The worker for session {spec.session_id} exited at once with "
+                f"status {exit_code}; check LOCAL_WORKER_COMMAND and the "
+                "orchestrator's log."
+            )
+        self._children[proc.pid] = proc
+        logger.info(
+            "session %s started worker=%s provider=local pid=%d dataset=%s",
+            spec.session_id,
+            spec.worker_id,
+            proc.pid,
+            spec.dataset,
+        )
+        return format_ref(proc.pid, stat.start_ticks)
+
+    async def stop(self, provider_ref: str, reason: str) -> None:
+        parsed = parse_ref(provider_ref)
+        if parsed is None:
+            logger.warning(
+                "worker ref %r is not a local ref; not stopping", provider_ref
+            )
+            return
+        pid, start_ticks = parsed
+        if not procfs.is_same_process_running(pid, start_ticks):
+            await self._forget(pid)
+            return
+        logger.info("worker pid=%d stopping with SIGTERM reason=%r", pid, reason)
+        await self._terminate(pid, start_ticks)
+        await self._forget(pid)
+
+    async def list(self) -> list[RunningWorker]:
+        self._drop_exited_children()
+        return await asyncio.to_thread(self._scan)
+
+    async def poll(self, provider_ref: str) -> WorkerStatus:
+        parsed = parse_ref(provider_ref)
+        if parsed is None:
+            return WorkerStatus.UNKNOWN
+        if procfs.is_same_process_running(*parsed):
+            return WorkerStatus.RUNNING
+        return WorkerStatus.EXITED
+
+    async def aclose(self) -> None:
+        self._drop_exited_children()
+
+    async def _spawn(
+        self, argv: list[str], spec: WorkerSpec
+    ) -> asyncio.subprocess.Process:
+        try:
+            return await asyncio.create_subprocess_exec(
+                *argv,
+                env=self._environment(spec),
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ProviderError(
+                f"Cannot start the worker command {argv[0]!r}: {exc.strerror}; "
+                "check LOCAL_WORKER_COMMAND or install bellhop-worker."
+            ) from exc
+
+    def _environment(self, spec: WorkerSpec) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _WITHHELD_VARIABLES}
+        env.update(self._worker_env)
+        env["REDIS_URL"] = self._redis_url
+        env["BELLHOP_KEY_PREFIX"] = self._key_prefix
+        env["WORKER_ID"] = spec.worker_id
+        env[MARKER_VARIABLE] = MARKER_VALUE
+        return env
+
+    async def _terminate(self, pid: int, start_ticks: int) -> None:
+        # SIGTERM lets the worker park its batch and publish; SIGKILL follows
+        # only when it overruns the timeout.
+        _signal_group(pid, signal.SIGTERM)
+        if await self._wait_gone(pid, start_ticks, self._stop_timeout_s):
+            return
+        logger.warning(
+            "worker pid=%d still running %.1f s after SIGTERM; sending SIGKILL",
+            pid,
+            self._stop_timeout_s,
+        )
+        _signal_group(pid, signal.SIGKILL)
+        if await self._wait_gone(pid, start_ticks, self._kill_timeout_s):
+            return
+        logger.error(
+            "worker pid=%d still running %.1f s after SIGKILL; it may be stuck "
+            "in the kernel, check it with `ps`",
+            pid,
+            self._kill_timeout_s,
+        )
+
+    async def _wait_gone(self, pid: int, start_ticks: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while procfs.is_same_process_running(pid, start_ticks):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(_POLL_INTERVAL_S)
+        return True
+
+    async def _forget(self, pid: int) -> None:
+        """Reap our child (if it is one) so it never lingers as a zombie."""
+        proc = self._children.pop(pid, None)
+        if proc is None:
+            return
+        try:
+            exit_code = await asyncio.wait_for(proc.wait(), self._kill_timeout_s)
+        except TimeoutError:
+            logger.warning("worker pid=%d exited but was not reaped in time", pid)
+            return
+        logger.info("worker pid=%d exited exit_code=%s", pid, exit_code)
+
+    def _drop_exited_children(self) -> None:
+        for pid, proc in list(self._children.items()):
+            if proc.returncode is not None:
+                logger.info("worker pid=%d exited exit_code=%d", pid, proc.returncode)
+                del self._children[pid]
+
+    def _scan(self) -> list[RunningWorker]:
+        own_pid = os.getpid()
+        found = (self._inspect(pid) for pid in procfs.iter_pids() if pid != own_pid)
+        return [worker for worker in found if worker is not None]
+
+    def _inspect(self, pid: int) -> RunningWorker | None:
+        argv = procfs.read_cmdline(pid)
+        if not is_worker_command(argv):
+            return None
+        env = procfs.read_environ(pid)
+        if not self._is_ours(env):
+            return None
+        stat = procfs.read_stat(pid)
+        session_id = session_from_argv(argv)
+        if stat is None or not stat.is_running or session_id is None:
+            return None
+        ref = format_ref(pid, stat.start_ticks)
+        return RunningWorker(ref, session_id, env.get("WORKER_ID"), f"pid={pid}")
+
+    def _is_ours(self, env: dict[str, str]) -> bool:
+        return (
+            env.get(MARKER_VARIABLE) == MARKER_VALUE
+            and env.get("REDIS_URL") == self._redis_url
+            and env.get("BELLHOP_KEY_PREFIX", "bellhop:") == self._key_prefix
+        )
+
+
+def _signal_group(pid: int, signum: signal.Signals) -> None:
+    """Signal the worker's process group (its pgid is its pid), else the pid."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,192 @@
+"""The reaper: ends sessions whose worker or client is gone, on the leader only.
+
+Each tick, on the replica that holds the leader lock:
+- a session older than WORKER_TIME_TO_LIVE_S is ended;
+- a starting session with no worker heartbeat after WORKER_START_TIMEOUT_S
+  is ended, as is a running one whose heartbeat key has been gone for
+  WORKER_HEARTBEAT_GRACE_S;
+- a worker heartbeat in state `failed` marks the session failed;
+- a session with no client heartbeat for GATEWAY_GRACE_S is ended (its
+  gateway is gone);
+- ended and failed records are deleted after ENDED_RETENTION_S;
+- every RECONCILE_INTERVAL_S, provider workers are reconciled with records.
+
+"Gone since" times are kept in memory, so a new leader starts counting anew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from bellhop_shared.states import WorkerState
+from redis.exceptions import RedisError
+
+from bellhop_orchestrator.errors import OrchestratorError
+from bellhop_orchestrator.leader import LeaderLock
+from bellhop_orchestrator.models import RecordState, SessionRecord
+from bellhop_orchestrator.reconcile import Reconciler
+from bellhop_orchestrator.sessions import EndReason, SessionManager
+from bellhop_orchestrator.settings import OrchestratorSettings
+from bellhop_orchestrator.store import SessionStore, StoredRecord
+
+logger = logging.getLogger(__name__)
+
+# After a Redis outage the loop waits up to this long between attempts.
+_MAX_ERROR_DELAY_S = 30.0
+
+
+class Reaper:
+    """Watches heartbeats and ends abandoned sessions; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: OrchestratorSettings,
+        store: SessionStore,
+        manager: SessionManager,
+        reconciler: Reconciler,
+        leader: LeaderLock,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._manager = manager
+        self._reconciler = reconciler
+        self._leader = leader
+        self._gone_since: dict[tuple[str, str], float] = {}
+        self._last_reconcile = float("-inf")
+
+    async def run(self) -> None:
+        """Reconcile once, then tick forever; a failed tick is retried later.
+
+        Every replica reconciles once at start, leader or not, so workers that
+        a crashed orchestrator left behind are adopted or stopped at once
+        instead of after its leader lock expires. Reconciliation only changes
+        records by compare-and-set, so two replicas doing it at once is safe.
+        """
+        await self._reconcile_at_start()
+        delay_s = self._settings.reaper_interval_s
+        while True:
+            await asyncio.sleep(delay_s)
+            try:
+                await self.tick()
+                delay_s = self._settings.reaper_interval_s
+            except RedisError as exc:
+                delay_s = min(delay_s * 2, _MAX_ERROR_DELAY_S)
+                logger.warning(
+                    "reaper tick failed: Redis error=%r; retrying in %.1f s",
+                    exc,
+                    delay_s,
+                )
+            except Exception:
+                logger.exception("reaper tick failed unexpectedly; retrying")
+
+    async def _reconcile_at_start(self) -> None:
+        try:
+            await self._reconciler.run()
+            self._last_reconcile = time.monotonic()
+        except RedisError as exc:
+            logger.warning("reconcile at start failed: Redis error=%r", exc)
+
+    async def tick(self) -> None:
+        if not await self._leader.hold():
+            self._gone_since.clear()
+            return
+        now = time.monotonic()
+        if now - self._last_reconcile >= self._settings.reconcile_interval_s:
+            self._last_reconcile = now
+            await self._reconciler.run()
+        for stored in await self._store.list_stored():
+            await self._check_guarded(stored)
+
+    async def _check_guarded(self, stored: StoredRecord) -> None:
+        try:
+            await self._check(stored)
+        except OrchestratorError as exc:
+            logger.error(
+                "session %s reaper check failed error=%s",
+                stored.record.session_id,
+                exc.detail,
+            )
+
+    async def _check(self, stored: StoredRecord) -> None:
+        record = stored.record
+        if not record.is_live:
+            await self._purge_if_old(stored)
+            return
+        ttl_s = self._settings.worker_time_to_live_s
+        if record.age_s() > ttl_s:
+            message = f"reached its time to live of {ttl_s} s"
+            await self._end(record, "time_to_live", message)
+            return
+        heartbeat = await self._store.worker_heartbeat(record.session_id)
+        if heartbeat is None:
+            ended = await self._check_missing_worker(record)
+        else:
+            ended = await self._check_heartbeat(record, heartbeat)
+        if not ended:
+            await self._check_client(record)
+
+    async def _check_heartbeat(
+        self, record: SessionRecord, heartbeat: dict[str, Any]
+    ) -> bool:
+        self._gone_since.pop((record.session_id, "worker"), None)
+        if heartbeat.get("state") == WorkerState.FAILED:
+            message = str(heartbeat.get("message") or "the worker reported a failure")
+            reason = EndReason("worker_failed", message)
+            await self._manager.end(record.session_id, reason, RecordState.FAILED)
+            return True
+        if record.state is RecordState.STARTING:
+            await self._manager.mark_running(record.session_id)
+        return False
+
+    async def _check_missing_worker(self, record: SessionRecord) -> bool:
+        if record.state is RecordState.STARTING:
+            timeout_s = self._settings.worker_start_timeout_s
+            if record.age_s() <= timeout_s:
+                return False
+            message = (
+                f"the worker wrote no heartbeat within {timeout_s:g} s of its start"
+            )
+            await self._end(record, "start_timeout", message)
+            return True
+        grace_s = self._settings.worker_heartbeat_grace_s
+        if self._gone_for_s(record.session_id, "worker") < grace_s:
+            return False
+        await self._end(record, "heartbeat_expired", "the worker's heartbeat expired")
+        return True
+
+    async def _check_client(self, record: SessionRecord) -> None:
+        if await self._store.has_client(record.session_id):
+            self._gone_since.pop((record.session_id, "client"), None)
+            return
+        grace_s = self._settings.gateway_grace_s
+        if self._gone_for_s(record.session_id, "client") < grace_s:
+            return
+        message = f"no client heartbeat for {grace_s:g} s (its gateway is gone)"
+        await self._end(record, "client_gone", message)
+
+    def _gone_for_s(self, session_id: str, what: str) -> float:
+        """Return how long `what` has been missing, counting from first notice."""
+        now = time.monotonic()
+        return now - self._gone_since.setdefault((session_id, what), now)
+
+    async def _end(self, record: SessionRecord, code: str, message: str) -> None:
+        self._gone_since.pop((record.session_id, "worker"), None)
+        self._gone_since.pop((record.session_id, "client"), None)
+        logger.info(
+            "session %s ending reason=%s detail=%r", record.session_id, code, message
+        )
+        await self._manager.end(record.session_id, EndReason(code, message))
+
+    async def _purge_if_old(self, stored: StoredRecord) -> None:
+        age_s = time.time() - stored.record.updated_at
+        if age_s < self._settings.ended_retention_s:
+            return
+        if await self._store.remove_if_unchanged(stored):
+            logger.debug(
+                "session %s record purged state=%s",
+                stored.record.session_id,
+                stored.record.state,
+            )
