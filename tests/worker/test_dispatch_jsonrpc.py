@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 from bellhop_shared.jsonrpc import InvalidParams
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from bellhop_worker.dispatch import Dispatcher
 from bellhop_worker.methods import build_methods
 from bellhop_worker.status import WorkerStatus
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ERROR_CODES = {-32700, -32600, -32601, -32602, -32603}
 
@@ -100,7 +99,11 @@ def is_valid_response(response: Any) -> bool:
 def test_dispatch_single_request_result(dispatcher: Dispatcher) -> None:
     response = answer(dispatcher, request("filter", 5, params={"limit": 2}))
 
-    assert response == {"jsonrpc": "2.0", "id": 5, "result": {"count": 10, "ids": [0, 1]}}
+    assert response == {
+        "jsonrpc": "2.0",
+        "id": 5,
+        "result": {"count": 10, "ids": [0, 1]},
+    }
 
 
 def test_dispatch_echoes_string_id(dispatcher: Dispatcher) -> None:
@@ -169,7 +172,9 @@ def test_dispatch_missing_method_is_invalid_request(dispatcher: Dispatcher) -> N
 
 
 @pytest.mark.parametrize("bad_id", [True, {"a": 1}, [1]])
-def test_dispatch_bad_id_is_invalid_request(dispatcher: Dispatcher, bad_id: Any) -> None:
+def test_dispatch_bad_id_is_invalid_request(
+    dispatcher: Dispatcher, bad_id: Any
+) -> None:
     response = answer(dispatcher, request("ping", bad_id))
 
     assert response["error"]["code"] == -32600
@@ -352,8 +357,10 @@ json_values = st.recursive(
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -373,9 +380,7 @@ request_like = st.fixed_dictionaries(
 messages = request_like | json_values | st.lists(request_like | json_values, max_size=5)
 
 
-@settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(message=messages)
 def test_dispatch_json_fuzz(message: Any) -> None:
     status = WorkerStatus("w-fuzz0001", "session-fuzz", "toy")

@@ -38,7 +38,8 @@ class ProgressPublisher:
             raise LoadCancelled("the worker was asked to stop during the load")
         fraction = min(max(float(fraction), 0.0), 1.0)
         now = time.monotonic()
-        jumped = fraction - self._last_fraction >= self._min_step
+        # The tolerance keeps 0.3 - 0.2, which is 0.0999... in floats, a full step.
+        jumped = fraction - self._last_fraction >= self._min_step - 1e-9
         waited = now - self._last_published >= self._min_interval_s
         if fraction > self._last_fraction and (jumped or waited):
             self._last_fraction = fraction
