@@ -1,8 +1,8 @@
 """JSON-RPC 2.0 dispatch: envelopes, batches, notifications and every error code.
 
-These tests drive the dispatcher with a small in-test engine so that each error
+These tests drive the dispatcher with a small in-test engine, so that each error
 path (invalid params, an engine bug, a result JSON cannot encode) is triggered
-on purpose; the runtime tests run the real engine on the real flights data.
+on purpose. The runtime tests run the real engine on the real flights data.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def is_valid_response(response: Any) -> bool:
     error = response["error"]
     return (
         isinstance(error, dict)
-        and isinstance(error.get("code"), int)
+        and error.get("code") in ERROR_CODES
         and isinstance(error.get("message"), str)
         and bool(error["message"])
     )

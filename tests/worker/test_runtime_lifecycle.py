@@ -276,7 +276,7 @@ def test_sigkilled_batch_answered_by_next_worker(
     request_ids = [f"k-{i}" for i in range(60)]
     first = start_worker(redis_url, tmp_path, session_id, name="first")
     push(redis_client, session_id, *[heavy_filter(i) for i in request_ids])
-    # Kill the worker as soon as it holds the batch in inflight.
+    # Kill the worker as soon as its batch is in inflight.
     wait_until(lambda: redis_client.llen(KEYS.inflight(session_id)) > 0, 120, 0.005)
     os.kill(first.pid, signal.SIGKILL)
     first.stop()

@@ -14,8 +14,8 @@ class ProgressPublisher:
     """Publish load progress at most every min_interval_s, unless it jumped.
 
     A step of at least min_step is published at once, so a client sees every
-    tenth of the load; smaller steps wait for min_interval_s to pass since the
-    last update that was published.
+    tenth of the load. A smaller step waits until min_interval_s has passed
+    since the last published update.
     """
 
     def __init__(

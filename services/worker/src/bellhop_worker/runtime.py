@@ -6,9 +6,9 @@
 
 Every state change is written to the heartbeat key and published on the
 results channel as a `worker.state` notification. Signal handlers only record
-the signal; the serve loop notices it within one block timeout, finishes the
-request it is computing, and leaves the rest of the batch parked in inflight
-(see bellhop_worker.queue), where the next worker for the session finds it.
+the signal. The serve loop notices it within one block timeout and finishes
+the request it is computing. The rest of the batch stays parked in inflight
+(see bellhop_worker.queue), where the next worker for the session claims it.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class ExitCode(IntEnum):
 
 @dataclass(frozen=True)
 class Assignment:
-    """What the orchestrator started this worker for."""
+    """The session, dataset and user that the orchestrator started this worker for."""
 
     session_id: str
     dataset: str
@@ -184,7 +184,7 @@ class WorkerRuntime:
                 self.request_stop(f"idle for {idle_s:.0f} s")
 
     def _process(self, batch: list[bytes], dispatcher: Dispatcher) -> None:
-        """Answer a batch oldest first; after a signal, leave the rest parked."""
+        """Dispatch a batch oldest first; after a signal, leave the rest parked."""
         for done, item in enumerate(batch):
             if self._signalled:
                 logger.info(
@@ -229,7 +229,7 @@ class WorkerRuntime:
         return ExitCode.DATASET_FAILED
 
     def _fail_quietly(self, message: str) -> None:
-        """Report an unexpected failure if Redis still answers; never raise."""
+        """Report an unexpected failure while Redis is reachable; never raise."""
         self._stop_reason = self._stop_reason or "internal error"
         self._heartbeat.stop()
         try:
@@ -280,6 +280,10 @@ class WorkerRuntime:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Only record the signal: the loop acts on it between requests.
+        # Only record the signal: the loop acts on it between requests. A second
+        # signal gets the default action, so a stuck worker can still be killed
+        # from a terminal; its unanswered requests stay parked in inflight.
         self._signalled = True
         self.request_stop(signal.Signals(signum).name)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
