@@ -1,0 +1,130 @@
+"""The `rpc` event: check limits, queue the requests, wait for the responses.
+
+Every path ends in an acknowledgement: a response, a batch array, None for
+notifications only, or a JSON-RPC error. A request whose response does not
+arrive within GATEWAY_RPC_TIMEOUT_S of being queued gets a TIMEOUT error, so
+a client never waits forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from bellhop_shared.jsonrpc import (
+    INTERNAL_ERROR,
+    QUEUE_FULL,
+    RATE_LIMITED,
+    SESSION_ENDED,
+    TIMEOUT,
+    RpcError,
+    error_response,
+)
+from redis.exceptions import RedisError
+
+from bellhop_gateway.limits import Admission, AdmissionResult
+from bellhop_gateway.rpc import (
+    PreparedMessage,
+    build_ack,
+    decode_payload,
+    error_ack,
+    prepare,
+)
+
+if TYPE_CHECKING:
+    from bellhop_gateway.link import SessionLink
+
+logger = logging.getLogger(__name__)
+
+
+def _ended_message(link: SessionLink) -> str:
+    return (
+        f"Session ended ({link.state.value}: {link.message}); "
+        "reconnect to start a new session."
+    )
+
+
+async def handle_rpc(link: SessionLink, payload: Any) -> Any:
+    """Return the acknowledgement for one client message."""
+    limits = link.ctx.admitter.limits
+    try:
+        prepared = prepare(
+            decode_payload(payload, limits.max_message_bytes), link.ctx.new_id
+        )
+    except RpcError as exc:
+        logger.debug("%s rejected a message code=%d", link.label, exc.code)
+        return error_response(None, exc.code, exc.message)
+    if not prepared.queued:
+        return build_ack(prepared, {})
+    if link.finished or link.closed:
+        return error_ack(prepared, SESSION_ENDED, _ended_message(link))
+    if prepared.cost > limits.burst:
+        return error_ack(
+            prepared,
+            RATE_LIMITED,
+            f"Rate limited: a batch of {prepared.cost} requests exceeds the burst "
+            f"of {limits.burst} (GATEWAY_RATE_BURST); split the batch.",
+        )
+    await link.subscribed.wait()
+    return await _queue_and_wait(link, prepared)
+
+
+async def _queue_and_wait(link: SessionLink, prepared: PreparedMessage) -> Any:
+    call = link.relay.register(prepared)
+    try:
+        admission = await link.ctx.admitter.push(
+            link.session_id, prepared.item_text(), prepared.cost
+        )
+    except (RedisError, OSError) as exc:
+        link.relay.unregister(call)
+        logger.error("%s queue push failed error=%r", link.label, exc)
+        return error_ack(
+            prepared, INTERNAL_ERROR, "The gateway could not queue the request; retry."
+        )
+    if admission.status is not Admission.QUEUED:
+        link.relay.unregister(call)
+        return _rejection(link, prepared, admission)
+    logger.debug("%s queued requests=%d", link.label, prepared.cost)
+    if not prepared.expected_ids:
+        return build_ack(prepared, {})
+    timeout_s = link.ctx.settings.gateway_rpc_timeout_s
+    try:
+        await asyncio.wait_for(asyncio.shield(call.future), timeout_s)
+    except TimeoutError:
+        link.relay.unregister(call)
+        logger.warning("%s request timed out after %.1f s", link.label, timeout_s)
+        return error_ack(prepared, TIMEOUT, _timeout_message(link, timeout_s))
+    if link.finished or (link.closed and not call.responses):
+        return error_ack(prepared, SESSION_ENDED, _ended_message(link))
+    return build_ack(prepared, call.responses)
+
+
+def _timeout_message(link: SessionLink, timeout_s: float) -> str:
+    return (
+        f"Timed out: no response from the worker within {timeout_s:g} s "
+        f"(GATEWAY_RPC_TIMEOUT_S) while the session was {link.state.value}; "
+        "check the session state and send the request again."
+    )
+
+
+def _rejection(
+    link: SessionLink, prepared: PreparedMessage, admission: AdmissionResult
+) -> Any:
+    limits = link.ctx.admitter.limits
+    logger.debug("%s rejected a message reason=%s", link.label, admission.status.value)
+    if admission.status is Admission.RATE_LIMITED:
+        return error_ack(
+            prepared,
+            RATE_LIMITED,
+            f"Rate limited: over {limits.rate_per_s:g} requests/s with a burst of "
+            f"{limits.burst}; retry in {admission.detail:.2f} s.",
+        )
+    if admission.status is Admission.QUEUE_FULL:
+        return error_ack(
+            prepared,
+            QUEUE_FULL,
+            f"Queue full: {int(admission.detail)} messages are waiting, the limit is "
+            f"{limits.max_queue} (GATEWAY_MAX_QUEUE); wait for answers, then retry.",
+        )
+    return error_ack(prepared, SESSION_ENDED, _ended_message(link))

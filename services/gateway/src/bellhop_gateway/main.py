@@ -1,0 +1,65 @@
+"""`bellhop-gateway`: run the gateway with uvicorn.
+
+Settings come from the environment (see GatewaySettings); --host and --port
+override GATEWAY_HOST and PORT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+from bellhop_shared.logging import configure_logging
+from pydantic import ValidationError
+
+from bellhop_gateway.app import create_app
+from bellhop_gateway.settings import GatewaySettings
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bellhop-gateway",
+        description="Socket.IO gateway that attaches browser sessions to workers.",
+    )
+    parser.add_argument("--host", help="interface to bind (default: GATEWAY_HOST)")
+    parser.add_argument("--port", type=int, help="TCP port (default: PORT or 8000)")
+    return parser.parse_args(argv)
+
+
+def load_settings(args: argparse.Namespace) -> GatewaySettings:
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["gateway_host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    try:
+        return GatewaySettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        sys.exit(f"bellhop-gateway: invalid settings:\n{describe_errors(exc)}")
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """List each invalid setting without its value, which may be a secret."""
+    lines = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        lines.append(f"  {name.upper()}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = load_settings(parse_args(argv))
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        ws_max_size=settings.engine_max_bytes,
+    )
+
+
+if __name__ == "__main__":
+    main()
