@@ -183,8 +183,7 @@ class SessionLink:
             reason = created.get("ended_reason") or "the orchestrator ended the session"
             self.finish(SessionState.FAILED, f"The worker did not start: {reason}.")
             return False
-        message = f"Starting a worker for dataset {record.dataset}."
-        await self._apply(SessionState.STARTING, 0.0, message)
+        await self._apply(SessionState.STARTING, 0.0, "")
         return True
 
     async def _watch_worker(self) -> None:
@@ -275,20 +274,27 @@ class SessionLink:
     async def _apply(self, state: SessionState, progress: float, message: str) -> None:
         if self.finished or _RANK[state] < _RANK[self.state]:
             return
-        if (
-            state is self.state
-            and progress <= self.progress
-            and message == self.message
-        ):
+        message = message or self._default_message(state)
+        if state is SessionState.READY:
+            progress = 1.0
+        elif state is self.state:
+            progress = max(progress, self.progress)
+        if (state, progress, message) == (self.state, self.progress, self.message):
             return
         if state is not self.state:
             logger.info(
                 "%s state=%s worker=%s", self.label, state.value, self.worker_id
             )
-        self.state = state
-        self.progress = 1.0 if state is SessionState.READY else max(progress, 0.0)
-        self.message = message
+        self.state, self.progress, self.message = state, progress, message
         await self._emit_state()
+
+    def _default_message(self, state: SessionState) -> str:
+        dataset = self.record.dataset
+        if state is SessionState.READY:
+            return f"Ready: dataset {dataset} is loaded."
+        if state is SessionState.LOADING:
+            return f"Loading dataset {dataset}."
+        return f"Starting a worker for dataset {dataset}."
 
     def finish(self, state: SessionState, message: str, forget: bool = False) -> None:
         """End the session for this client and disconnect its socket.

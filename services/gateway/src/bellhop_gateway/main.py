@@ -7,6 +7,7 @@ override GATEWAY_HOST and PORT.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 import uvicorn
@@ -51,6 +52,8 @@ def describe_errors(exc: ValidationError) -> str:
 def main(argv: list[str] | None = None) -> None:
     settings = load_settings(parse_args(argv))
     configure_logging(settings.log_level, settings.log_format)
+    # httpx logs every orchestrator call at INFO; the gateway logs the outcomes.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     uvicorn.run(
         create_app(settings),
         host=settings.gateway_host,
