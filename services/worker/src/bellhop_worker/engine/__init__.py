@@ -99,7 +99,7 @@ def describe_column(column: Column) -> dict[str, Any]:
         assert column.bitsets is not None and column.dictionary is not None
         counts = bitset_counts(column)
         keys = [facet_key(column.type, value) for value in column.dictionary]
-        info["values"] = dict(zip(keys, counts))
+        info["values"] = dict(zip(keys, counts, strict=True))
     elif column.kind == "text":
         info["distinct"] = len(column.dictionary or ())
     if column.is_numeric:

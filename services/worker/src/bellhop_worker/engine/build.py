@@ -4,7 +4,8 @@ bitsets and numeric arrays.
 Facet fields are the catalog's `facets` list when it has one; otherwise every
 int, string or bool column with at most MAX_AUTO_FACET_VALUES distinct values.
 Numeric fields are the catalog's `numeric` list when it has one; otherwise
-every int, float, decimal, date or timestamp column.
+every int, float, decimal, date or timestamp column. Every other column keeps
+dictionary codes, so filters and `fields` still work on it.
 """
 
 from __future__ import annotations
@@ -14,11 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from bellhop_shared.catalog import DatasetSpec
 
-from bellhop_worker.engine import bitset
+from bellhop_worker.engine import arrays, bitset
 from bellhop_worker.engine.columns import Column, ValueType
+from bellhop_worker.engine.encode import (
+    Encoded,
+    encode_dictionary,
+    encode_numbers,
+    encode_python,
+)
 from bellhop_worker.errors import DatasetError
 
 MAX_AUTO_FACET_VALUES = 256
@@ -36,6 +42,16 @@ class BuiltTable:
     raw_bytes: int
 
 
+@dataclass
+class Decoded:
+    """One source column as numpy: numbers, or codes for everything else."""
+
+    type: ValueType
+    valid: np.ndarray
+    values: np.ndarray | None = None
+    encoded: Encoded | None = None
+
+
 def build_columns(
     table: pa.Table, spec: DatasetSpec, progress: Callable[[float], None]
 ) -> BuiltTable:
@@ -45,54 +61,163 @@ def build_columns(
     raw_bytes = 0
     names = table.column_names
     for position, name in enumerate(names):
-        array = table.column(name).combine_chunks()
-        if isinstance(array, pa.ChunkedArray):
-            array = array.chunk(0) if array.num_chunks else pa.array([], array.type)
-        columns[name] = build_column(name, array, spec)
+        array = arrays.single_chunk(table.column(name))
         raw_bytes += raw_column_bytes(array)
+        columns[name] = build_column(name, array, spec)
         progress((position + 1) / len(names))
     return BuiltTable(columns=columns, n_rows=table.num_rows, raw_bytes=raw_bytes)
 
 
 def build_column(name: str, array: pa.Array, spec: DatasetSpec) -> Column:
     """Build one column from a pyarrow array, following spec's declarations."""
-    array, value_type = normalize(name, array, spec)
-    column = Column(name=name, type=value_type, n_rows=len(array))
-    if _wants_numeric(name, value_type, spec):
-        column.values, column.valid_bits = numeric_values(array, value_type)
-    if value_type == "float" and not _is_declared_facet(name, spec):
-        return column
-    _add_codes(column, array, spec)
+    decoded = decode(name, array, spec)
+    column = Column(name=name, type=decoded.type, n_rows=len(array))
+    is_numeric = _wants_numeric(name, decoded.type, spec)
+    if is_numeric and decoded.values is not None:
+        column.values = _narrow(decoded.values, decoded.valid)
+        column.valid_bits = bitset.from_bool(decoded.valid)
+    declared_facet = spec.facets is not None and name in spec.facets
+    if declared_facet:
+        encoded = _encoding(decoded, None)
+        _check_facet_size(name, encoded)
+        _add_facet(column, encoded)
+    elif spec.facets is None and decoded.type in ("int", "string", "bool"):
+        encoded = _encoding(decoded, MAX_AUTO_FACET_VALUES)
+        if encoded is not None:
+            _add_facet(column, encoded)
+    if column.codes is None and not column.is_numeric:
+        column.codes, column.dictionary = _encoding(decoded, None)  # type: ignore[misc]
     return column
 
 
-def _add_codes(column: Column, array: pa.Array, spec: DatasetSpec) -> None:
-    name = column.name
-    declared = _is_declared_facet(name, spec)
-    is_auto_facet = spec.facets is None and column.type in ("int", "string", "bool")
-    if column.is_numeric and not declared and not is_auto_facet:
-        return
-    codes, dictionary = dictionary_codes(array)
-    if declared and len(dictionary) > MAX_DECLARED_FACET_VALUES:
+def _add_facet(column: Column, encoded: Encoded) -> None:
+    codes, dictionary = encoded
+    column.codes, column.dictionary = codes, dictionary
+    column.bitsets = bitset.from_codes(codes, len(dictionary))
+    column.missing_bits = bitset.from_bool(codes == len(dictionary))
+
+
+def _encoding(decoded: Decoded, max_distinct: int | None) -> Encoded | None:
+    """Return decoded's codes, or None when it has more than max_distinct values."""
+    if decoded.encoded is not None:
+        codes, dictionary = decoded.encoded
+        if max_distinct is not None and len(dictionary) > max_distinct:
+            return None
+        return decoded.encoded
+    assert decoded.values is not None
+    return encode_numbers(decoded.values, decoded.valid, max_distinct)
+
+
+def _check_facet_size(name: str, encoded: Encoded | None) -> None:
+    assert encoded is not None
+    n_values = len(encoded[1])
+    if n_values > MAX_DECLARED_FACET_VALUES:
         raise DatasetError(
-            f"Facet field {name!r} has {len(dictionary)} distinct values, more than "
-            f"the {MAX_DECLARED_FACET_VALUES} a facet may have; remove it from the "
+            f"Facet field {name!r} has {n_values} distinct values, more than the "
+            f"{MAX_DECLARED_FACET_VALUES} a facet may have; remove it from the "
             "catalog's facets list."
         )
-    column.codes, column.dictionary = codes, dictionary
-    if declared or (is_auto_facet and len(dictionary) <= MAX_AUTO_FACET_VALUES):
-        column.bitsets = bitset.from_codes(codes, len(dictionary))
-        column.missing_bits = bitset.from_bool(codes == len(dictionary))
-
-
-def _is_declared_facet(name: str, spec: DatasetSpec) -> bool:
-    return spec.facets is not None and name in spec.facets
 
 
 def _wants_numeric(name: str, value_type: ValueType, spec: DatasetSpec) -> bool:
     if spec.numeric is not None:
         return name in spec.numeric
     return value_type in ("int", "float", "timestamp")
+
+
+def decode(name: str, array: pa.Array, spec: DatasetSpec) -> Decoded:
+    """Read array into numpy: numbers for numeric types, codes for the rest."""
+    kind = array.type
+    valid = arrays.valid_mask(array)
+    if isinstance(kind, pa.DictionaryType):
+        return _decode_dictionary(name, array, valid, spec)
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        values = arrays.fixed_width_values(array, arrays.numpy_dtype(kind))
+        return _numbers(values, valid)
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        return Decoded("timestamp", valid, values=arrays.timestamp_seconds(array))
+    if pa.types.is_decimal(kind):
+        numbers = [None if v is None else float(v) for v in array.to_pylist()]
+        return _numbers(np.array(numbers, dtype=np.float64), valid)
+    if pa.types.is_boolean(kind):
+        codes = np.where(valid, arrays.bool_values(array), 2).astype(np.uint8)
+        return Decoded("bool", valid, encoded=_bool_dictionary(codes))
+    return _decode_python(name, arrays.python_values(array), valid, spec)
+
+
+def _decode_dictionary(
+    name: str, array: pa.DictionaryArray, valid: np.ndarray, spec: DatasetSpec
+) -> Decoded:
+    dictionary = array.dictionary.to_pylist()
+    if not pa.types.is_string(array.dictionary.type) or _declared_numeric(name, spec):
+        return _decode_python(name, array.to_pylist(), valid, spec)
+    indices = arrays.fixed_width_values(
+        array.indices, arrays.numpy_dtype(array.indices.type)
+    )
+    return Decoded(
+        "string", valid, encoded=encode_dictionary(indices, valid, dictionary)
+    )
+
+
+def _decode_python(
+    name: str, values: list, valid: np.ndarray, spec: DatasetSpec
+) -> Decoded:
+    """Decode values that arrived as Python objects (text, decimals, JSON)."""
+    present = [value for value in values if value is not None]
+    if _declared_numeric(name, spec) or (present and _all_numbers(present)):
+        numbers = np.array([_to_float(name, v) for v in values], dtype=np.float64)
+        return _numbers(numbers, valid)
+    return Decoded("string", valid, encoded=encode_python(values))
+
+
+def _numbers(values: np.ndarray, valid: np.ndarray) -> Decoded:
+    if values.dtype.kind == "f":
+        valid = valid & ~np.isnan(values)
+        return Decoded("float", valid, values=values)
+    return Decoded("int", valid, values=values)
+
+
+def _all_numbers(values: list) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
+def _declared_numeric(name: str, spec: DatasetSpec) -> bool:
+    return spec.numeric is not None and name in spec.numeric
+
+
+def _to_float(name: str, value: object) -> float:
+    if value is None:
+        return float("nan")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise DatasetError(
+            f"Column {name!r} is declared numeric but holds {value!r}; remove it "
+            "from the catalog's numeric list or fix the data."
+        ) from exc
+
+
+def _bool_dictionary(codes: np.ndarray) -> Encoded:
+    """Encode bools (0, 1, 2 = missing) over the values actually present."""
+    present = [value for value in (0, 1) if (codes == value).any()]
+    remap = np.full(3, len(present), dtype=np.uint8)
+    remap[present] = np.arange(len(present))
+    return remap[codes], [bool(value) for value in present]
+
+
+def _narrow(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Return int values in the narrowest dtype holding them; floats as float64."""
+    if values.dtype.kind == "f":
+        return values.astype(np.float64, copy=False)
+    values = np.where(valid, values, 0)
+    if len(values) == 0:
+        return values.astype(np.int8)
+    low, high = int(values.min()), int(values.max())
+    for dtype in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return values.astype(dtype)
+    return values.astype(np.int64)
 
 
 def _check_declared(table: pa.Table, spec: DatasetSpec) -> None:
@@ -106,128 +231,32 @@ def _check_declared(table: pa.Table, spec: DatasetSpec) -> None:
         unknown = [field for field in fields if field not in names]
         if unknown:
             raise DatasetError(
-                f"Dataset {spec.name!r} declares {setting} {unknown} that the source "
-                f"does not have; its columns are {sorted(names)}. Fix the catalog entry."
+                f"Dataset {spec.name!r} declares {setting} {unknown} that its source "
+                f"does not have; the columns are {sorted(names)}. Fix the catalog."
             )
-
-
-def normalize(
-    name: str, array: pa.Array, spec: DatasetSpec
-) -> tuple[pa.Array, ValueType]:
-    """Cast array to one of the engine's value types and return both."""
-    kind = array.type
-    if isinstance(kind, pa.DictionaryType):
-        if _is_string_type(kind.value_type) and _has_unique_dictionary(array):
-            return array, "string"
-        array = array.dictionary_decode()
-        kind = array.type
-    if pa.types.is_integer(kind):
-        return array.cast(pa.int64()), "int"
-    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        return array.cast(pa.float64()), "float"
-    if pa.types.is_boolean(kind):
-        return array, "bool"
-    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-        return array.cast(pa.timestamp("s")).cast(pa.int64()), "timestamp"
-    if spec.numeric is not None and name in spec.numeric:
-        return _parse_numeric(name, array), "float"
-    return _to_string(array), "string"
-
-
-def _is_string_type(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
-
-
-def _has_unique_dictionary(array: pa.DictionaryArray) -> bool:
-    return len(pc.unique(array.dictionary)) == len(array.dictionary)
-
-
-def _parse_numeric(name: str, array: pa.Array) -> pa.Array:
-    try:
-        return pc.cast(_to_string(array), pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise DatasetError(
-            f"Column {name!r} is declared numeric but holds non-numeric text "
-            f"({exc}); remove it from the catalog's numeric list or fix the data."
-        ) from exc
-
-
-def _to_string(array: pa.Array) -> pa.Array:
-    try:
-        return array.cast(pa.string())
-    except pa.ArrowNotImplementedError:
-        import json
-
-        texts = [
-            None if v is None else json.dumps(v, default=str) for v in array.to_pylist()
-        ]
-        return pa.array(texts, pa.string())
-
-
-def numeric_values(
-    array: pa.Array, value_type: ValueType
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return the values as the narrowest fitting numpy dtype, and the valid bitset."""
-    valid = np.ones(len(array), dtype=np.bool_)
-    if array.null_count:
-        valid = ~np.asarray(array.is_null())
-        array = array.fill_null(0 if value_type != "float" else np.nan)
-    if value_type == "bool":
-        values = np.asarray(array, dtype=np.int8)
-    else:
-        values = array.to_numpy(zero_copy_only=False)
-    if values.dtype.kind == "f":
-        valid &= ~np.isnan(values)
-    elif values.dtype.kind in "iu" and len(values):
-        values = values.astype(_narrowest_int(values), copy=False)
-    return values, bitset.from_bool(valid)
-
-
-def _narrowest_int(values: np.ndarray) -> np.dtype:
-    low, high = int(values.min()), int(values.max())
-    for dtype in (np.int8, np.int16, np.int32):
-        info = np.iinfo(dtype)
-        if info.min <= low and high <= info.max:
-            return np.dtype(dtype)
-    return np.dtype(np.int64)
-
-
-def dictionary_codes(array: pa.Array) -> tuple[np.ndarray, list]:
-    """Encode array as codes into its sorted distinct values; nulls get len(values)."""
-    if isinstance(array.type, pa.DictionaryType):
-        encoded = array
-    else:
-        encoded = pc.dictionary_encode(array, null_encoding="mask")
-    distinct = encoded.dictionary
-    order = np.asarray(pc.sort_indices(distinct), dtype=np.int64)
-    rank = np.empty(len(order) + 1, dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    rank[-1] = len(order)
-    raw = np.asarray(encoded.indices.fill_null(len(order)), dtype=np.int64)
-    dtype = (
-        np.uint8 if len(order) < 255 else np.uint16 if len(order) < 65535 else np.int32
-    )
-    codes = rank[raw].astype(dtype)
-    return codes, distinct.take(pa.array(order)).to_pylist()
 
 
 def raw_column_bytes(array: pa.Array) -> int:
     """Return the bytes of the column as a numpy array of its natural dtype.
 
-    Numbers and timestamps take their own width, strings a fixed-width numpy
-    unicode array (4 bytes per character of the longest value).
+    Numbers and timestamps take their own width; text takes a fixed-width
+    numpy unicode array, 4 bytes per character of the longest value.
     """
     kind = array.type
-    if _is_string_type(kind):
-        longest = pc.max(pc.utf8_length(array)).as_py() or 0
-        return 4 * max(longest, 1) * len(array)
+    if isinstance(kind, pa.DictionaryType):
+        if not pa.types.is_string(kind.value_type):
+            return 8 * len(array)
+        longest = max((len(v) for v in array.dictionary.to_pylist() if v), default=1)
+        return 4 * longest * len(array)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        offsets_dtype = np.int64 if pa.types.is_large_string(kind) else np.int32
+        offsets = np.frombuffer(
+            array.buffers()[1], dtype=offsets_dtype, count=array.offset + len(array) + 1
+        )[array.offset :]
+        longest = int(np.diff(offsets).max(initial=1))
+        return 4 * longest * len(array)
     if pa.types.is_boolean(kind):
         return len(array)
-    if isinstance(kind, pa.DictionaryType):
-        if not _is_string_type(kind.value_type):
-            return raw_column_bytes(array.dictionary_decode())
-        longest = pc.max(pc.utf8_length(array.dictionary)).as_py() or 0
-        return 4 * max(longest, 1) * len(array)
     try:
         return max(kind.bit_width // 8, 1) * len(array)
     except ValueError:

@@ -93,7 +93,10 @@ class Column:
         assert self.values is not None and self.valid_bits is not None
         valid = bitset.to_bool(self.valid_bits, self.n_rows)[rows].tolist()
         raw = self.values[rows].tolist()
-        return [to_json(self.type, v) if ok else None for v, ok in zip(raw, valid)]
+        return [
+            to_json(self.type, v) if ok else None
+            for v, ok in zip(raw, valid, strict=True)
+        ]
 
 
 def to_json(value_type: ValueType, value: Any) -> Any:

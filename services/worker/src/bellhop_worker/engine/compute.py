@@ -124,7 +124,7 @@ def _metric_result(
 def _valid_values(
     bits: np.ndarray, column: Column, cache: dict[str, np.ndarray]
 ) -> np.ndarray:
-    """Return the non-missing values of column in bits (codes for non-numeric columns)."""
+    """Return column's non-missing values in bits; codes if it is not numeric."""
     if column.name not in cache:
         if column.values is not None and column.valid_bits is not None:
             cache[column.name] = column.values[bitset.rows(bits & column.valid_bits)]

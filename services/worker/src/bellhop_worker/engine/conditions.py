@@ -58,7 +58,8 @@ def _field_lists(params: dict[str, Any], setting: str) -> dict[str, list[Any]]:
     if not isinstance(mapping, dict):
         raise InvalidParams(
             f"Invalid {setting!r}: expected an object mapping field names to lists "
-            f'of values, such as {{"carrier": ["UA", "DL"]}}, got {_json_type(mapping)}.',
+            f'of values, such as {{"carrier": ["UA", "DL"]}}, '
+            f"got {_json_type(mapping)}.",
             {"setting": setting},
         )
     for name, values in mapping.items():
@@ -84,8 +85,8 @@ def _range_bounds(params: dict[str, Any]) -> dict[str, list[Any]]:
     for name, bounds in mapping.items():
         if not isinstance(bounds, list) or len(bounds) != 2:
             raise InvalidParams(
-                f"Invalid 'range' for field {name!r}: expected [min, max] with null for "
-                f"an open end, such as [0, null], got {bounds!r}.",
+                f"Invalid 'range' for field {name!r}: expected [min, max] with null "
+                f"for an open end, such as [0, null], got {bounds!r}.",
                 {"setting": "range", "field": name},
             )
     return mapping
@@ -144,7 +145,7 @@ def _numeric_rows(
     distinct = column.distinct_values()
     targets = np.array(values, dtype=np.float64)
     positions = np.searchsorted(distinct, targets).clip(0, max(len(distinct) - 1, 0))
-    for value, position in zip(values, positions.tolist()):
+    for value, position in zip(values, positions.tolist(), strict=True):
         if len(distinct) == 0 or distinct[position] != value:
             _warn_absent(column, value, setting, selection)
     hits = bitset.from_bool(np.isin(column.values, targets))

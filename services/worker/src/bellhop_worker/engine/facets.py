@@ -47,4 +47,4 @@ class FacetCounter:
         assert column.dictionary is not None
         counts = self.counts(column).tolist()
         keys = (facet_key(column.type, value) for value in column.dictionary)
-        return dict(zip(keys, counts))
+        return dict(zip(keys, counts, strict=True))

@@ -45,7 +45,7 @@ class Index:
         return sum(column.index_bytes() for column in self.columns.values())
 
     def column(self, name: Any, setting: str) -> Column:
-        """Return the column called name, or raise InvalidParams listing the valid ones."""
+        """Return the column called name; raise InvalidParams listing valid ones."""
         column = self.columns.get(name) if isinstance(name, str) else None
         if column is None:
             raise InvalidParams(

@@ -20,6 +20,7 @@ from bellhop_shared.catalog import DatasetSpec
 from bellhop_shared.logging import redact
 from psycopg import sql
 
+from bellhop_worker.engine.loaders.files import csv_convert_options
 from bellhop_worker.engine.progress import ProgressCallback
 from bellhop_worker.errors import DatasetError
 
@@ -194,7 +195,7 @@ def _parse_csv(
 ) -> pa.Table:
     # COPY's CSV writes NULL unquoted and an empty string as "", so only an
     # unquoted empty field is null.
-    options = pa_csv.ConvertOptions(
+    options = csv_convert_options(
         column_types=column_types,
         null_values=[""],
         true_values=["t"],

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 from bellhop_shared.catalog import DatasetSpec
 
+from bellhop_worker.engine.arrays import from_numpy, string_array
 from bellhop_worker.engine.progress import ProgressCallback
 from bellhop_worker.errors import DatasetError
 
@@ -44,16 +45,17 @@ def synthetic_table(n_rows: int, report: ProgressCallback = lambda _: None) -> p
     columns: dict[str, pa.Array] = {}
     for name, labels in _STRING_FACETS.items():
         codes = _skewed_codes(rng, len(labels), n_rows)
-        columns[name] = pa.DictionaryArray.from_arrays(codes, pa.array(labels))
+        indices = from_numpy(codes)
+        columns[name] = pa.DictionaryArray.from_arrays(indices, string_array(labels))
     report(0.4)
-    columns["weekday"] = pa.array(rng.integers(1, 8, n_rows, dtype=np.int8))
-    columns["store"] = pa.array(rng.integers(0, 100, n_rows, dtype=np.int16))
-    columns["quantity"] = pa.array(rng.integers(1, 51, n_rows, dtype=np.int16))
+    columns["weekday"] = from_numpy(rng.integers(1, 8, n_rows, dtype=np.int8))
+    columns["store"] = from_numpy(rng.integers(0, 100, n_rows, dtype=np.int16))
+    columns["quantity"] = from_numpy(rng.integers(1, 51, n_rows, dtype=np.int16))
     report(0.6)
     amount = np.round(rng.lognormal(3.0, 1.0, n_rows), 2)
     missing = rng.random(n_rows) < MISSING_AMOUNT_SHARE
-    columns["amount"] = pa.array(amount, mask=missing)
-    columns["score"] = pa.array(rng.normal(50.0, 15.0, n_rows))
+    columns["amount"] = from_numpy(amount, missing)
+    columns["score"] = from_numpy(rng.normal(50.0, 15.0, n_rows))
     report(1.0)
     return pa.table(columns)
 
