@@ -1,0 +1,377 @@
+"""The service Dockerfiles: lint, build context, install step, image settings.
+
+No Docker engine runs here, so each property of an image is checked from its
+Dockerfile: hadolint, the COPY sources against the repository and
+.dockerignore, the builder's `uv sync` commands replayed into a scratch
+environment, and the ENV names against the services' settings classes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bellhop_shared.catalog import load_catalog, resolve
+from deploy_settings import env_fields, settings_class_of
+from dockerfile_checks import (
+    DockerIgnore,
+    check_copy_sources,
+    copy_sources,
+    env_values,
+    parse_dockerfile,
+    run_commands,
+    split_flags,
+)
+from support import REPO
+
+SERVICES = ("worker", "orchestrator", "gateway")
+# The console scripts each image must contain, and one package it must not.
+IMAGE_CONTENTS = {
+    "worker": (["bellhop-worker"], "fastapi"),
+    "orchestrator": (["bellhop-orchestrator", "bellhop-worker"], "socketio"),
+    "gateway": (["bellhop-gateway"], "numpy"),
+}
+GENERIC_ENV = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
+HADOLINT_CONFIG = REPO / "deploy" / "hadolint.yaml"
+ENTRYPOINT = REPO / "deploy" / "docker" / "worker-entrypoint.sh"
+
+
+def dockerfile_of(service: str) -> Path:
+    return REPO / "services" / service / "Dockerfile"
+
+
+def lint(hadolint: str, dockerfile: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [hadolint, "--config", str(HADOLINT_CONFIG), "--no-color", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_hadolint_passes(hadolint: str, service: str) -> None:
+    result = lint(hadolint, dockerfile_of(service))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_flags_unpinned_install(hadolint: str, tmp_path: Path) -> None:
+    text = dockerfile_of("worker").read_text()
+    assert "uv==" in text
+    broken = tmp_path / "Dockerfile"
+    broken.write_text(re.sub(r"uv==[0-9.]+", "uv", text))
+
+    result = lint(hadolint, broken)
+
+    assert result.returncode != 0
+    assert "DL3013" in result.stdout
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_copy_sources_exist_and_are_sent(service: str) -> None:
+    assert check_copy_sources(dockerfile_of(service), REPO) == []
+
+
+def test_copy_check_reports_missing_path(tmp_path: Path) -> None:
+    broken = tmp_path / "Dockerfile"
+    broken.write_text(
+        dockerfile_of("worker").read_text()
+        + "COPY --chown=1:1 services/worker/no-such-file /app/\n"
+    )
+
+    problems = check_copy_sources(broken, REPO)
+
+    assert len(problems) == 1
+    assert "services/worker/no-such-file" in problems[0]
+    assert "no such path" in problems[0]
+
+
+def test_copy_check_reports_ignored_path(tmp_path: Path) -> None:
+    context = tmp_path / "context"
+    shutil.copytree(REPO / "deploy" / "docker", context / "deploy" / "docker")
+    (context / ".dockerignore").write_text("*\n!deploy/catalog\n")
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "FROM scratch\nCOPY deploy/docker/worker-entrypoint.sh /bin/\n"
+    )
+
+    problems = check_copy_sources(dockerfile, context)
+
+    assert problems == [
+        "Dockerfile:2 COPY deploy/docker/worker-entrypoint.sh: "
+        ".dockerignore excludes deploy/docker/worker-entrypoint.sh"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("patterns", "path", "excluded"),
+    [
+        (["*"], "README.md", True),
+        (["*"], "shared/src/a.py", True),
+        (["*", "!shared/src"], "shared/src/a.py", False),
+        (["*", "!shared/src"], "shared/pyproject.toml", True),
+        (["*", "!services/*/src"], "services/worker/src/x/y.py", False),
+        (
+            ["*", "!services/*/src", "**/__pycache__"],
+            "services/a/src/__pycache__/b",
+            True,
+        ),
+        (["**/*.py[co]"], "shared/src/a.pyc", True),
+        (["**/*.py[co]"], "shared/src/a.py", False),
+        (["node_modules"], "services/gateway/node_modules/x.js", False),
+        (["**/node_modules"], "services/gateway/node_modules/x.js", True),
+        (["/docs"], "docs/deploy.md", True),
+        ([], "anything", False),
+    ],
+)
+def test_dockerignore_rules(patterns: list[str], path: str, excluded: bool) -> None:
+    assert DockerIgnore(patterns).is_excluded(path) is excluded
+
+
+def test_dockerignore_keeps_venv_and_git_out() -> None:
+    ignore = DockerIgnore.from_file(REPO / ".dockerignore")
+
+    for path in (".venv/bin/python", ".git/HEAD", "tests/conftest.py", ".run/x.log"):
+        assert ignore.is_excluded(path), path
+    assert ignore.is_excluded("services/gateway/node_modules/socket.io-client/x.js")
+
+
+def test_uv_version_matches_makefile() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    wanted = re.search(r"^UV_VERSION\s*:?=\s*(\S+)", makefile, re.MULTILINE)
+    assert wanted is not None
+
+    for service in SERVICES:
+        pins = re.findall(r"uv==(\S+)", dockerfile_of(service).read_text())
+        assert pins == [wanted.group(1)], service
+
+
+def builder_stage(service: str) -> int:
+    """Return the index of the stage named `builder`."""
+    stages = [
+        i.arguments
+        for i in parse_dockerfile(dockerfile_of(service))
+        if i.keyword == "FROM"
+    ]
+    return next(i for i, args in enumerate(stages) if args.endswith(" AS builder"))
+
+
+def stage_copy_sources(service: str) -> list[str]:
+    """Return the context sources copied while the builder stage runs."""
+    dockerfile = dockerfile_of(service)
+    stage = -1
+    sources = []
+    for instruction in parse_dockerfile(dockerfile):
+        stage += instruction.keyword == "FROM"
+        if instruction.keyword == "COPY" and stage == builder_stage(service):
+            flags, paths = split_flags(instruction.arguments)
+            sources += [] if "from" in flags else paths[:-1]
+    return sources
+
+
+def build_context_copy(service: str, destination: Path) -> None:
+    """Copy what the builder stage copies, minus what .dockerignore drops."""
+    ignore = DockerIgnore.from_file(REPO / ".dockerignore")
+    for source in stage_copy_sources(service):
+        origin = REPO / source
+        files = [origin] if origin.is_file() else sorted(origin.rglob("*"))
+        for file in files:
+            relative = file.relative_to(REPO).as_posix()
+            if file.is_file() and not ignore.is_excluded(relative):
+                target = destination / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, target)
+
+
+def replay_uv_commands(service: str, workdir: Path, venv: Path, uv: str) -> None:
+    """Run the builder's `uv` RUN commands offline, from the local uv cache."""
+    env = dict(os.environ)
+    env.update(env_values(dockerfile_of(service), builder_stage(service)))
+    env.pop("UV_NO_CACHE", None)
+    env.pop("VIRTUAL_ENV", None)
+    # Offline from the cache `make install` filled. Hard links and no bytecode
+    # keep the test fast; neither changes which packages get installed.
+    env.update(
+        UV_PROJECT_ENVIRONMENT=str(venv),
+        UV_OFFLINE="1",
+        UV_PYTHON=sys.executable,
+        UV_LINK_MODE="hardlink",
+        UV_COMPILE_BYTECODE="0",
+    )
+    commands = [
+        c
+        for c in run_commands(dockerfile_of(service), builder_stage(service))
+        if c.startswith("uv ")
+    ]
+    assert commands, f"the {service} builder stage runs no uv command"
+    for command in commands:
+        argv = [uv, *shlex.split(command)[1:]]
+        result = subprocess.run(
+            argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, f"{command}\n{result.stderr}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_builder_installs_the_package(service: str, uv: str, tmp_path: Path) -> None:
+    workdir = tmp_path / "src"
+    venv = tmp_path / "venv"
+    build_context_copy(service, workdir)
+
+    replay_uv_commands(service, workdir, venv, uv)
+
+    scripts, absent_module = IMAGE_CONTENTS[service]
+    for script in scripts:
+        assert (venv / "bin" / script).is_file(), script
+    probe = (
+        "import importlib.util, bellhop_shared, sys; "
+        f"print(bellhop_shared.__file__); "
+        f"sys.exit(importlib.util.find_spec({absent_module!r}) is not None)"
+    )
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, f"{absent_module} is installed: {result.stderr}"
+    # Non-editable: the runtime stage copies only the venv, not the sources.
+    assert result.stdout.startswith(str(venv))
+
+
+def stage_copy_destinations(service: str) -> list[str]:
+    destinations = []
+    for instruction in parse_dockerfile(dockerfile_of(service)):
+        if instruction.keyword == "COPY":
+            destinations.append(split_flags(instruction.arguments)[1][-1])
+    return destinations
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_env_paths_are_copied(service: str) -> None:
+    env = env_values(dockerfile_of(service))
+    destinations = stage_copy_destinations(service)
+
+    for name, value in env.items():
+        if value.startswith("/app/") and name != "PATH":
+            assert value in destinations, f"{name}={value} is never copied"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_image_env_names_are_settings(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings_class = settings_class_of(service)
+    env = {k: v for k, v in env_values(dockerfile_of(service)).items()}
+    for name in GENERIC_ENV:
+        env.pop(name, None)
+    fields = env_fields(settings_class)
+    assert set(env) - set(fields) == set()
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = settings_class()
+    for name, value in env.items():
+        assert str(getattr(settings, fields[name])) == value, name
+
+
+def test_catalog_file_defines_flights_pg() -> None:
+    env = env_values(dockerfile_of("worker"))
+    copied_from = {}
+    for instruction in parse_dockerfile(dockerfile_of("worker")):
+        if instruction.keyword == "COPY":
+            paths = split_flags(instruction.arguments)[1]
+            copied_from[paths[-1]] = paths[0]
+    catalog_file = REPO / copied_from[env["BELLHOP_CATALOG"]]
+
+    spec = resolve("flights-pg", load_catalog(str(catalog_file)))
+
+    assert spec is not None
+    assert spec.kind == "postgres"
+    assert spec.table == "flights"
+    assert spec.id_column == "id"
+
+
+def run_entrypoint(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the worker image's entrypoint with a stand-in bellhop-worker on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    stand_in = bin_dir / "bellhop-worker"
+    stand_in.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        "print(json.dumps(['bellhop-worker', *sys.argv[1:]]))\n"
+    )
+    stand_in.chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin"}
+    return subprocess.run(
+        ["/bin/sh", str(ENTRYPOINT), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--session", "s1", "--dataset", "flights"),
+        ("bellhop-worker", "--session", "s1", "--dataset", "flights"),
+        ("bellhop-worker --session s1 --dataset flights",),
+    ],
+    ids=["arguments", "command-words", "command-string"],
+)
+def test_entrypoint_runs_worker(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = run_entrypoint(tmp_path, *args)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        "bellhop-worker",
+        "--session",
+        "s1",
+        "--dataset",
+        "flights",
+    ]
+
+
+def test_entrypoint_does_not_expand_globs(tmp_path: Path) -> None:
+    (tmp_path / "match-me").write_text("")
+    pattern = str(tmp_path / "match-*")
+
+    result = run_entrypoint(tmp_path, f"--session {pattern} --dataset flights")
+
+    assert json.loads(result.stdout)[2] == pattern
+
+
+def test_entrypoint_runs_other_programs(tmp_path: Path) -> None:
+    result = run_entrypoint(tmp_path, "sh", "-c", "echo loader ran")
+
+    assert result.returncode == 0
+    assert result.stdout == "loader ran\n"
+
+
+def test_entrypoint_rejects_no_arguments(tmp_path: Path) -> None:
+    result = run_entrypoint(tmp_path)
+
+    assert result.returncode == 2
+    assert "usage: IMAGE --session ID --dataset NAME" in result.stderr
+
+
+def test_entrypoint_is_what_heroku_runs() -> None:
+    instructions = parse_dockerfile(dockerfile_of("worker"))
+    entrypoints = [i.arguments for i in instructions if i.keyword == "ENTRYPOINT"]
+    copies = [i.arguments for i in instructions if i.keyword == "COPY"]
+
+    assert entrypoints == ['["worker-entrypoint"]']
+    assert any(
+        "deploy/docker/worker-entrypoint.sh /usr/local/bin/worker-entrypoint" in c
+        for c in copies
+    )
+    assert [s for _, s in copy_sources(dockerfile_of("worker")) if "entrypoint" in s]
