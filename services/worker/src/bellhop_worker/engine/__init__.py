@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow as pa
 from bellhop_shared.catalog import DatasetSpec
 
 from bellhop_worker.engine import bitset
@@ -50,8 +51,21 @@ class Engine:
         tracker = Progress(progress)
         tracker.report(0.0)
         table = load_table(spec, user, tracker.phase(0.0, READ_SHARE))
-        built = build_columns(table, spec, tracker.phase(READ_SHARE, 1.0))
-        del table
+        engine = cls.from_table(table, spec, tracker.phase(READ_SHARE, 1.0))
+        engine.load_ms = (time.perf_counter() - started) * 1000
+        tracker.report(1.0)
+        return engine
+
+    @classmethod
+    def from_table(
+        cls,
+        table: pa.Table,
+        spec: DatasetSpec,
+        progress: Callable[[float], None] = lambda _: None,
+    ) -> Engine:
+        """Index an already loaded table (tests and benchmarks use this)."""
+        started = time.perf_counter()
+        built = build_columns(table, spec, progress)
         index = Index(
             name=spec.name,
             columns=built.columns,
@@ -60,7 +74,6 @@ class Engine:
             id_column=spec.id_column,
         )
         _check_id_column(index)
-        tracker.report(1.0)
         return cls(index, (time.perf_counter() - started) * 1000)
 
     def describe(self) -> dict[str, Any]:

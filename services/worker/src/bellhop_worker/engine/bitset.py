@@ -45,6 +45,13 @@ def empty(n_rows: int) -> Bitset:
     return np.zeros(word_count(n_rows), dtype="<u8")
 
 
+def contains(bits: Bitset, rows: np.ndarray) -> np.ndarray:
+    """Return a boolean per row number: is that row's bit set?"""
+    rows = np.asarray(rows, dtype=np.int64)
+    shifts = (rows & (WORD_BITS - 1)).astype(np.uint64)
+    return ((bits[rows >> 6] >> shifts) & np.uint64(1)).astype(np.bool_)
+
+
 def popcount(bits: Bitset) -> int:
     return int(np.bitwise_count(bits).sum(dtype=np.int64))
 

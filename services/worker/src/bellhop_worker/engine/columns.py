@@ -91,7 +91,7 @@ class Column:
             lookup = [*(to_json(self.type, v) for v in self.dictionary), None]
             return [lookup[code] for code in self.codes[rows].tolist()]
         assert self.values is not None and self.valid_bits is not None
-        valid = bitset.to_bool(self.valid_bits, self.n_rows)[rows].tolist()
+        valid = bitset.contains(self.valid_bits, rows).tolist()
         raw = self.values[rows].tolist()
         return [
             to_json(self.type, v) if ok else None
