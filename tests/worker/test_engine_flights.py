@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from bellhop_shared.catalog import load_catalog, resolve
 from bellhop_worker.engine import Engine
 from flights_csv import flights_rows, matching_rows, value_counts

@@ -6,7 +6,6 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-
 from bellhop_shared.catalog import DatasetSpec
 from bellhop_shared.jsonrpc import INVALID_PARAMS, InvalidParams
 from bellhop_worker.engine import Engine
