@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -179,8 +180,22 @@ def test_overrides_reach_every_user(compose: dict[str, Any]) -> None:
 
 def test_gateway_published_on_localhost_8000(compose: dict[str, Any]) -> None:
     assert compose["services"]["gateway"]["ports"] == ["127.0.0.1:8000:8000"]
-    assert "8000" in str(compose["services"]["gateway"]["healthcheck"]["test"])
-    assert "8100" in str(compose["services"]["orchestrator"]["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize(
+    ("service", "port"), [("gateway", 8000), ("orchestrator", 8100)]
+)
+def test_healthchecks_probe_real_routes(
+    compose: dict[str, Any], service: str, port: int
+) -> None:
+    probe = " ".join(compose["services"][service]["healthcheck"]["test"])
+    match = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", probe)
+    assert match is not None, probe
+    assert int(match.group(1)) == port
+
+    sources = REPO / "services" / service / "src"
+    routes = "".join(path.read_text() for path in sources.rglob("*.py"))
+    assert f'.get("{match.group(2)}"' in routes
 
 
 def test_start_order_conditions(compose: dict[str, Any]) -> None:
