@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from gateway_fakes import FakeOrchestrator
 from support import ServiceProcess, free_port, service_env, wait_until
 

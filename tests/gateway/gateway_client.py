@@ -14,9 +14,12 @@ TERMINAL_STATES = {"ready", "failed", "ended"}
 class Refused(Exception):
     """The gateway refused the connection; data is its {"message", "code"}."""
 
-    def __init__(self, data: Any) -> None:
-        super().__init__(data)
-        self.data = data if isinstance(data, dict) else {"message": str(data)}
+    def __init__(self, error: Any) -> None:
+        super().__init__(error)
+        if isinstance(error, dict) and isinstance(error.get("data"), dict):
+            self.data: dict[str, Any] = error["data"]
+        else:
+            self.data = {"message": str(error)}
 
 
 class GatewayClient:
@@ -60,6 +63,7 @@ class GatewayClient:
 
     async def _on_disconnect(self, *reason: Any) -> None:
         self.disconnected.set()
+        self._changed.set()
 
     @property
     def states(self) -> list[str]:
@@ -93,6 +97,15 @@ class GatewayClient:
             return found[0] if found else None
 
         result: dict[str, Any] = await self.wait_for(terminal, timeout_s)
+        return result
+
+    async def wait_state_named(
+        self, state: str, timeout_s: float = 20
+    ) -> dict[str, Any]:
+        def named(client: GatewayClient) -> dict[str, Any] | None:
+            return next((e for e in client.events if e["state"] == state), None)
+
+        result: dict[str, Any] = await self.wait_for(named, timeout_s)
         return result
 
     async def wait_ready(self, timeout_s: float = 20) -> dict[str, Any]:

@@ -25,7 +25,6 @@ import redis
 import uvicorn
 from bellhop_shared.keys import Keys
 from fastapi import FastAPI, Header, HTTPException, Response
-
 from support import free_port, wait_for_port
 
 DATASETS = ("flights", "slow", "stalled", "broken", "busy")

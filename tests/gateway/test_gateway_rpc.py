@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import redis
-
 from gateway_client import GatewayClient, request, run
 from gateway_fakes import KEYS, FakeOrchestrator
 from support import wait_until

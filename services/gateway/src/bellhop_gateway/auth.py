@@ -3,8 +3,8 @@
 A client sends `{"dataset": name}` for a new session or `{"session": id,
 "resume": token}` to re-attach, plus `"token"` (an HS256 JWT whose `sub` is
 the user id) when the gateway has a secret. Every rejection raises
-socketio's ConnectionRefusedError with `{"message", "code"}`, which the
-client receives as its connect_error.
+socketio's ConnectionRefusedError with a message and `{"message", "code"}`,
+which the client receives in its connect_error.
 """
 
 from __future__ import annotations
@@ -35,8 +35,13 @@ class ConnectRequest:
 
 
 def reject(code: str, message: str) -> ConnectionRefusedError:
-    """Build the exception that refuses a connection with a reason for the client."""
-    return ConnectionRefusedError({"message": message, "code": code})
+    """Build the exception that refuses a connection with a reason for the client.
+
+    The client's connect_error receives {"message": message, "data": {"message":
+    message, "code": code}}; the JavaScript client exposes them as err.message
+    and err.data.
+    """
+    return ConnectionRefusedError(message, {"message": message, "code": code})
 
 
 def _string_field(auth: dict[str, Any], name: str) -> str | None:

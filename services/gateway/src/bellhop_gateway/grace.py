@@ -52,7 +52,8 @@ class GraceKeeper:
         started = await self._store.detach(session_id, attachment, grace_s)
         if not started:
             logger.info(
-                "gateway %s session %s left by a replaced connection; no grace",
+                "gateway %s session %s is no longer held by this connection "
+                "(ended, or resumed elsewhere); no grace period",
                 self._gateway_id,
                 session_id,
             )

@@ -173,9 +173,9 @@ class SessionLink:
                 record.session_id, record.dataset, record.user
             )
         except OrchestratorError as exc:
-            logger.error(
-                "%s provisioning failed code=%s: %s", self.label, exc.code, exc
-            )
+            expected = exc.code in ("unknown_dataset", "over_capacity")
+            log = logger.warning if expected else logger.error
+            log("%s provisioning failed code=%s: %s", self.label, exc.code, exc)
             self.finish(SessionState.FAILED, exc.public, forget=True)
             return False
         self.worker_id = created.get("worker_id") or None
@@ -309,8 +309,7 @@ class SessionLink:
         self.finished = True
         self.state = state
         self.message = message
-        log = logger.warning if state is SessionState.FAILED else logger.info
-        log("%s state=%s message=%s", self.label, state.value, message)
+        logger.info("%s state=%s message=%s", self.label, state.value, message)
         self.subscribed.set()
         self.relay.release_all()
         self._finisher = asyncio.create_task(self._finish(forget))

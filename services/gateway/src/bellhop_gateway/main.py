@@ -49,11 +49,21 @@ def describe_errors(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def quiet_libraries() -> None:
+    """Keep library loggers at INFO or above, whatever LOG_LEVEL says.
+
+    At DEBUG, uvicorn logs every websocket frame, connect auth included (JWTs,
+    resume tokens), and httpx logs every orchestrator call at INFO.
+    """
+    for name in ("uvicorn.error", "httpcore", "redis", "websockets"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> None:
     settings = load_settings(parse_args(argv))
     configure_logging(settings.log_level, settings.log_format)
-    # httpx logs every orchestrator call at INFO; the gateway logs the outcomes.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_libraries()
     uvicorn.run(
         create_app(settings),
         host=settings.gateway_host,

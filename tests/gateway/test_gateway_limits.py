@@ -1,0 +1,146 @@
+"""Limits: message size, rate, queue length; and session isolation."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis
+from gateway_client import GatewayClient, request, run
+from gateway_fakes import KEYS, FakeOrchestrator
+from support import wait_until
+
+MESSAGE_TOO_LARGE = -32003
+RATE_LIMITED = -32001
+QUEUE_FULL = -32002
+
+
+async def ready_client(url: str, dataset: str = "flights") -> GatewayClient:
+    client = await GatewayClient(url).connect({"dataset": dataset})
+    await client.wait_ready()
+    return client
+
+
+def test_oversize_message_rejected(
+    gateway: Any, orchestrator: FakeOrchestrator, redis_client: redis.Redis
+) -> None:
+    big = request(1, "echo", {"blob": "x" * 5000})
+
+    async def scenario() -> tuple[str, Any, Any, Any]:
+        client = await ready_client(gateway.url)
+        try:
+            as_object = await client.rpc(big)
+            as_text = await client.rpc("[" + '"y",' * 2000 + '"y"]')
+            after = await client.rpc(request(2, "ping"))
+            return client.session_id, as_object, as_text, after
+        finally:
+            await client.close()
+
+    session_id, as_object, as_text, after = run(scenario())
+
+    assert as_object["error"]["code"] == MESSAGE_TOO_LARGE
+    assert "GATEWAY_MAX_MESSAGE_BYTES" in as_object["error"]["message"]
+    assert as_text["error"]["code"] == MESSAGE_TOO_LARGE
+    assert after["result"]["pong"] is True
+    assert [item["method"] for item in orchestrator.workers[session_id].items] == [
+        "ping"
+    ]
+
+
+def test_flood_is_rate_limited(
+    gateway: Any, orchestrator: FakeOrchestrator, redis_client: redis.Redis
+) -> None:
+    async def scenario() -> tuple[str, list[Any]]:
+        client = await ready_client(gateway.url)
+        try:
+            calls = [client.rpc(request(n, "ping")) for n in range(40)]
+            return client.session_id, await asyncio.gather(*calls)
+        finally:
+            await client.close()
+
+    session_id, responses = run(scenario())
+
+    answered = [r for r in responses if "result" in r]
+    limited = [r for r in responses if r.get("error", {}).get("code") == RATE_LIMITED]
+    assert len(answered) + len(limited) == 40
+    assert limited, "40 requests at once must exceed a burst of 10"
+    assert len(answered) >= 10
+    assert "retry in" in limited[0]["error"]["message"]
+    worker = orchestrator.workers[session_id]
+    wait_until(lambda: len(worker.items) >= len(answered), 10)
+    assert len(worker.items) == len(answered)
+
+
+def test_batch_larger_than_burst_rejected(
+    gateway: Any, orchestrator: FakeOrchestrator, redis_client: redis.Redis
+) -> None:
+    batch = [request(n, "ping") for n in range(11)]
+
+    async def scenario() -> tuple[str, Any]:
+        client = await ready_client(gateway.url)
+        try:
+            return client.session_id, await client.rpc(batch)
+        finally:
+            await client.close()
+
+    session_id, response = run(scenario())
+
+    assert [entry["error"]["code"] for entry in response] == [RATE_LIMITED] * 11
+    assert "split the batch" in response[0]["error"]["message"]
+    assert orchestrator.workers[session_id].items == []
+
+
+def test_queue_cap_leaves_queue_untouched(
+    gateway: Any, redis_client: redis.Redis
+) -> None:
+    async def scenario() -> tuple[str, list[Any], Any, int]:
+        client = await GatewayClient(gateway.url).connect({"dataset": "stalled"})
+        try:
+            await client.wait_for(lambda c: "starting" in c.states)
+            queue = KEYS.queue(client.session_id)
+            waiting = [
+                asyncio.create_task(client.rpc(request(n, "ping"))) for n in range(5)
+            ]
+            while redis_client.llen(queue) < 5:
+                await asyncio.sleep(0.05)
+            over = await client.rpc(request(99, "ping"))
+            length = redis_client.llen(queue)
+            return client.session_id, await asyncio.gather(*waiting), over, length
+        finally:
+            await client.close()
+
+    session_id, waited, over, length = run(scenario())
+
+    assert over["error"]["code"] == QUEUE_FULL
+    assert over["id"] == 99
+    assert "GATEWAY_MAX_QUEUE" in over["error"]["message"]
+    assert length == 5
+    assert all(response["error"]["code"] == -32000 for response in waited)
+
+
+def test_payload_cannot_address_other_session(
+    gateway: Any, orchestrator: FakeOrchestrator, redis_client: redis.Redis
+) -> None:
+    async def scenario() -> tuple[str, str, list[Any]]:
+        alice = await ready_client(gateway.url)
+        bob = await ready_client(gateway.url)
+        try:
+            target = bob.session_id
+            attempts = [
+                {**request(1, "whoami"), "session": target, "session_id": target},
+                request(2, "whoami", {"session_id": target}),
+                [{**request(3, "whoami"), "session": target}],
+                {**request(4, "whoami"), "to": KEYS.queue(target)},
+            ]
+            answers = [await alice.rpc(attempt) for attempt in attempts]
+            return alice.session_id, target, answers
+        finally:
+            await alice.close()
+            await bob.close()
+
+    alice_id, bob_id, answers = run(scenario())
+
+    answers = [a[0] if isinstance(a, list) else a for a in answers]
+    assert [a["result"]["session_id"] for a in answers] == [alice_id] * 4
+    assert orchestrator.workers[bob_id].items == []
+    assert len(orchestrator.workers[alice_id].items) == 4
