@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 # A record younger than this may belong to a worker the provider does not list
 # yet (Heroku's API can lag right after a create).
 _NEW_RECORD_GRACE_S = 30.0
+# A session ended less than this long ago may still be stopping its worker (a
+# dyno gets 30 s between SIGTERM and SIGKILL), so that worker is no orphan yet.
+_STOPPING_GRACE_S = 60.0
 
 ORPHAN = EndReason("orphan", "worker unknown to the orchestrator")
 DUPLICATE = EndReason("duplicate", "a second worker for a session that has one")
@@ -81,8 +84,10 @@ class Reconciler:
     ) -> bool:
         """Return True when a live record owns the worker, adopting it if needed."""
         record = records.get(worker.session_id)
-        if record is None or not record.is_live:
+        if record is None:
             return False
+        if not record.is_live:
+            return _is_stopping(record, worker)
         if record.provider_ref == worker.provider_ref:
             report.known += 1
             return True
@@ -160,3 +165,9 @@ class Reconciler:
             len(report.stopped),
             len(report.ended),
         )
+
+
+def _is_stopping(record: SessionRecord, worker: RunningWorker) -> bool:
+    """Return True when an ended record's own worker may still be shutting down."""
+    recent = time.time() - record.updated_at < _STOPPING_GRACE_S
+    return recent and record.provider_ref == worker.provider_ref
