@@ -17,9 +17,19 @@
 set -eu
 
 # One word that contains a blank: split it on blanks, with globbing off, so
-# the words are the command's own and nothing in them is expanded.
+# the words are the command's own and nothing in them is expanded. Quotes
+# would need a shell to honour them, so a quoted command is rejected instead
+# of being split wrongly.
+# NOTE: Heroku documents that CMD runs through /bin/sh -c unless ENTRYPOINT is
+# set, but not how it passes a one-off dyno's command to an ENTRYPOINT; this
+# branch covers the case where the command arrives unsplit.
 if [ "$#" -eq 1 ]; then
   case "$1" in
+    *[\'\"\\]*)
+      printf 'worker-entrypoint: cannot split the quoted command %s; %s\n' \
+        "$1" "pass its words as separate arguments" >&2
+      exit 2
+      ;;
     *" "*)
       set -f
       # shellcheck disable=SC2086 # word splitting is the point here

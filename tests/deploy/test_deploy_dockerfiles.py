@@ -341,6 +341,31 @@ def test_entrypoint_runs_worker(tmp_path: Path, args: tuple[str, ...]) -> None:
     ]
 
 
+@pytest.mark.parametrize("split", [True, False], ids=["words", "string"])
+def test_entrypoint_runs_heroku_dyno_command(tmp_path: Path, split: bool) -> None:
+    from bellhop_orchestrator.providers.base import WorkerSpec
+    from bellhop_orchestrator.providers.heroku import dyno_command
+
+    spec = WorkerSpec(
+        session_id="Ab_cd-" + "x" * 40, dataset="flights-pg", worker_id="w-1", user="u7"
+    )
+    command = dyno_command(spec)
+
+    args = shlex.split(command) if split else [command]
+    result = run_entrypoint(tmp_path, *args)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["bellhop-worker", *spec.worker_args()]
+
+
+def test_entrypoint_rejects_quoted_string(tmp_path: Path) -> None:
+    result = run_entrypoint(tmp_path, "bellhop-worker --user 'a b'")
+
+    assert result.returncode == 2
+    assert "cannot split the quoted command" in result.stderr
+    assert result.stdout == ""
+
+
 def test_entrypoint_does_not_expand_globs(tmp_path: Path) -> None:
     (tmp_path / "match-me").write_text("")
     pattern = str(tmp_path / "match-*")
