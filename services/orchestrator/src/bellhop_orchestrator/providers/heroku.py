@@ -115,11 +115,10 @@ class HerokuProvider:
         return [worker for worker in map(_as_worker, dynos) if worker is not None]
 
     async def poll(self, provider_ref: str) -> WorkerStatus:
-        try:
-            dyno = await self._client.dyno_info(provider_ref)
-        except HerokuApiError as exc:
-            if exc.status == 404 and not self._is_fresh(provider_ref):
-                return WorkerStatus.EXITED
+        dyno = await self._info(provider_ref)
+        if dyno is None:
+            return WorkerStatus.EXITED
+        if not dyno:
             return WorkerStatus.UNKNOWN
         if dyno.get("state") in _RUNNING_STATES:
             return WorkerStatus.RUNNING
@@ -127,6 +126,24 @@ class HerokuProvider:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    async def _info(self, dyno_id: str) -> dict[str, Any] | None:
+        """Return the dyno, None when it is gone, or {} when that is unknown.
+
+        A dyno created moments ago may still answer 404, so a fresh one is
+        asked again a few times before the 404 counts.
+        """
+        for attempt in range(_FRESH_404_RETRIES + 1):
+            try:
+                return await self._client.dyno_info(dyno_id)
+            except HerokuApiError as exc:
+                if exc.status != 404:
+                    return {}
+            if not self._is_fresh(dyno_id):
+                return None
+            if attempt < _FRESH_404_RETRIES:
+                await asyncio.sleep(_FRESH_404_DELAY_S)
+        return {}
 
     async def _create(self, spec: WorkerSpec) -> dict[str, Any]:
         """Create the dyno; after a lost response, adopt a dyno that did start.
