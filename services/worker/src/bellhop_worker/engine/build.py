@@ -95,6 +95,9 @@ def _add_facet(column: Column, encoded: Encoded) -> None:
     column.codes, column.dictionary = codes, dictionary
     column.bitsets = bitset.from_codes(codes, len(dictionary))
     column.missing_bits = bitset.from_bool(codes == len(dictionary))
+    # Filters return rows of these matrices as views; nothing may write them.
+    column.bitsets.flags.writeable = False
+    column.missing_bits.flags.writeable = False
 
 
 def _encoding(decoded: Decoded, max_distinct: int | None) -> Encoded | None:

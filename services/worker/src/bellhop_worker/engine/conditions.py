@@ -38,16 +38,30 @@ class Selection:
 
 def select_rows(index: Index, params: dict[str, Any]) -> Selection:
     """Return the rows matching params' where, exclude and range."""
-    selection = Selection(bits=index.all_rows.copy())
+    selection = Selection(bits=index.all_rows)
+    is_copy = False
+
+    def narrow(part: np.ndarray) -> None:
+        # The first condition copies, later ones AND in place; the index's own
+        # bitsets are read-only and never written.
+        nonlocal is_copy
+        if is_copy:
+            np.bitwise_and(selection.bits, part, out=selection.bits)
+        else:
+            selection.bits = selection.bits & part
+            is_copy = True
+
     for name, values in _field_lists(params, "where").items():
         column = index.column(name, "where")
-        selection.bits &= _value_rows(index, column, values, "where", selection)
+        narrow(_value_rows(index, column, values, "where", selection))
     for name, values in _field_lists(params, "exclude").items():
         column = index.column(name, "exclude")
-        selection.bits &= ~_value_rows(index, column, values, "exclude", selection)
+        narrow(~_value_rows(index, column, values, "exclude", selection))
     for name, bounds in _range_bounds(params).items():
         column = index.numeric_column(name, "range")
-        selection.bits &= _range_rows(column, bounds)
+        narrow(_range_rows(column, bounds))
+    if not is_copy:
+        selection.bits = index.all_rows.copy()
     return selection
 
 
@@ -95,18 +109,15 @@ def _range_bounds(params: dict[str, Any]) -> dict[str, list[Any]]:
 def _value_rows(
     index: Index, column: Column, values: list[Any], setting: str, selection: Selection
 ) -> np.ndarray:
-    """Return the rows holding any of values in column."""
+    """Return the rows holding any of values in column (maybe a read-only view)."""
     wanted = [coerce(column, value, setting) for value in values]
-    bits = bitset.empty(index.n_rows)
-    if None in wanted:
-        bits |= _missing_rows(index, column)
     present = [value for value in wanted if value is not None]
-    if not present:
-        return bits
     if column.codes is not None:
-        bits |= _dictionary_rows(column, present, setting, selection)
+        bits = _dictionary_rows(column, present, setting, selection)
     else:
-        bits |= _numeric_rows(column, present, setting, selection)
+        bits = _numeric_rows(column, present, setting, selection)
+    if None in wanted:
+        bits = bits | _missing_rows(index, column)
     return bits
 
 
@@ -133,6 +144,8 @@ def _dictionary_rows(
     if column.bitsets is not None:
         if not codes:
             return np.zeros(column.bitsets.shape[1], dtype="<u8")
+        if len(codes) == 1:
+            return column.bitsets[codes[0]]
         return np.bitwise_or.reduce(column.bitsets[codes], axis=0)
     assert column.codes is not None
     return bitset.from_bool(np.isin(column.codes, np.array(codes, dtype=np.int64)))
@@ -142,6 +155,8 @@ def _numeric_rows(
     column: Column, values: list[Any], setting: str, selection: Selection
 ) -> np.ndarray:
     assert column.values is not None and column.valid_bits is not None
+    if not values:
+        return np.zeros(len(column.valid_bits), dtype="<u8")
     distinct = column.distinct_values()
     targets = np.array(values, dtype=np.float64)
     positions = np.searchsorted(distinct, targets).clip(0, max(len(distinct) - 1, 0))

@@ -28,6 +28,7 @@ class Index:
 
     def __post_init__(self) -> None:
         self.all_rows = bitset.full(self.n_rows)
+        self.all_rows.flags.writeable = False
 
     @property
     def n_words(self) -> int:
