@@ -5,10 +5,10 @@
 #   deploy/heroku/deploy.sh [options] GATEWAY_APP ORCHESTRATOR_APP
 #
 # The app names may come from BELLHOP_GATEWAY_APP and BELLHOP_ORCHESTRATOR_APP
-# instead. images.conf (beside this script) lists the images: the gateway app
-# gets `web`; the orchestrator app gets `web` and `worker`, the image of the
-# one-off dynos it starts per session. docs/deploy.md has the walkthrough,
-# including the one-time app setup this script expects.
+# instead. images.conf (beside this script) lists the images. The gateway app
+# gets `web`. The orchestrator app gets `web` and `worker`, which is the image
+# of the one-off dynos it starts per session. docs/deploy.md has the
+# walkthrough, including the one-time app setup this script expects.
 #
 # Before it changes anything, the script checks that docker and the heroku
 # CLI are installed, Docker is running, you are logged in to Heroku, both apps
@@ -88,7 +88,7 @@ parse_args() {
   esac
 }
 
-# The roles to deploy, orchestrator first: the gateway calls the orchestrator.
+# The roles to deploy, orchestrator first, because the gateway calls it.
 selected_roles() {
   if [ -n "$only" ]; then
     echo "$only"
@@ -160,7 +160,7 @@ check_config_vars() {
     fi
   done
   [ "${#missing[@]}" -eq 0 ] ||
-    die "app $app lacks config vars: ${missing[*]}; set them as deploy/heroku/$role.env.example describes"
+    die "app $app is missing config vars: ${missing[*]}; set them as deploy/heroku/$role.env.example describes"
   if [ "$role" = orchestrator ]; then
     check_orchestrator_config "$app"
   fi

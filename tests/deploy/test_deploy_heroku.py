@@ -106,7 +106,8 @@ def test_config_examples_hold_no_secrets(role: str) -> None:
     secret_words = ("TOKEN", "SECRET", "PASSWORD", "_URL")
     for var in read_config_vars(DEPLOY_DIR / f"{role}.env.example"):
         if any(word in var.name for word in secret_words) and var.value:
-            assert var.value.startswith("<") and var.value.endswith(">"), var
+            assert var.value.startswith("<"), var
+            assert var.value.endswith(">"), var
 
 
 def effective_defaults(role: str) -> dict[str, str]:
@@ -293,7 +294,7 @@ def test_deploy_rejects_missing_config(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert (
-        f"app {GATEWAY_APP} lacks config vars: ORCHESTRATOR_URL GATEWAY_SECRET"
+        f"app {GATEWAY_APP} is missing config vars: ORCHESTRATOR_URL GATEWAY_SECRET"
         in result.stderr
     )
     assert not [c for c in calls if c.startswith("docker build")]
