@@ -1,0 +1,515 @@
+// Bellhop explorer: one Socket.IO session per tab, JSON-RPC over the `rpc` event.
+//
+// The page keeps the session id and resume token in sessionStorage, so a
+// reload within the gateway's grace period re-attaches to the same worker.
+// Every filter change sends one batch: the filtered page with facet counts,
+// the histogram, and one count per facet field that has selections (that
+// field's own selection left out, so its unchecked values show what adding
+// them would match).
+"use strict";
+
+(function () {
+  const STORAGE_KEY = "bellhop.session";
+  const TOKEN_KEY = "bellhop.token";
+  const PAGE_ROWS = 20;
+  const TABLE_COLUMNS = 10;
+  const MAX_FACET_VALUES = 120;
+  const HISTOGRAM_BINS = 30;
+  const DEFAULT_HISTOGRAM_FIELD = "arr_delay";
+  const RESUME_ERRORS = new Set([
+    "session_not_found",
+    "invalid_resume_token",
+    "session_forbidden",
+  ]);
+
+  // Phones start with every filter group folded, so the results stay close.
+  const WIDE_SCREEN = window.matchMedia("(min-width: 800px)");
+
+  const params = new URLSearchParams(window.location.search);
+  const dataset = params.get("dataset") || "flights";
+
+  const state = {
+    socket: null,
+    fields: {},
+    facetFields: [],
+    numericFields: [],
+    columns: [],
+    histogramRange: {},
+    selected: {},
+    ranges: {},
+    ready: false,
+    querySeq: 0,
+    queryTimer: null,
+    rpcSeq: 0,
+  };
+
+  const $ = (selector) => document.querySelector(selector);
+
+  // Session storage: the resume credentials of this tab's session.
+
+  function storedSession() {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(STORAGE_KEY) || "null");
+      return saved && saved.dataset === dataset ? saved : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function storeSession(event) {
+    const saved = {
+      session_id: event.session_id,
+      resume_token: event.resume_token,
+      dataset: dataset,
+    };
+    sessionStorage.setItem(STORAGE_KEY, JSON.stringify(saved));
+  }
+
+  function forgetSession() {
+    sessionStorage.removeItem(STORAGE_KEY);
+  }
+
+  function connectAuth() {
+    const auth = {};
+    const token = localStorage.getItem(TOKEN_KEY);
+    if (token) auth.token = token;
+    const saved = storedSession();
+    if (saved) {
+      auth.session = saved.session_id;
+      auth.resume = saved.resume_token;
+    } else {
+      auth.dataset = dataset;
+    }
+    return auth;
+  }
+
+  // Status display.
+
+  function showState(name, message, progress) {
+    const badge = $("#state");
+    badge.textContent = name;
+    badge.dataset.state = name;
+    $("#message").textContent = message || "";
+    const percent = Math.round(Math.max(0, Math.min(1, progress || 0)) * 100);
+    const bar = $("#progress");
+    bar.setAttribute("aria-valuenow", String(percent));
+    bar.dataset.progress = String(percent);
+    bar.querySelector(".progress-fill").style.width = percent + "%";
+    bar.hidden = name === "ready";
+  }
+
+  function showError(text) {
+    const box = $("#error");
+    box.textContent = text || "";
+    box.hidden = !text;
+  }
+
+  // RPC over the socket.
+
+  function rpc(payload, timeoutMs) {
+    return new Promise((resolve, reject) => {
+      state.socket
+        .timeout(timeoutMs || 65000)
+        .emit("rpc", payload, (error, response) => {
+          if (error) reject(new Error("no answer from the gateway in time"));
+          else resolve(response);
+        });
+    });
+  }
+
+  function request(method, params) {
+    state.rpcSeq += 1;
+    return { jsonrpc: "2.0", id: state.rpcSeq, method: method, params: params };
+  }
+
+  function resultOf(response) {
+    if (!response) throw new Error("empty response");
+    if (response.error) {
+      throw new Error(response.error.message + " (code " + response.error.code + ")");
+    }
+    return response.result;
+  }
+
+  // Controls built from `describe`.
+
+  function facetValues(info) {
+    const entries = Object.entries(info.values || {});
+    if (info.type === "int" || info.type === "float") {
+      entries.sort((a, b) => Number(a[0]) - Number(b[0]));
+    } else {
+      entries.sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+    }
+    return entries;
+  }
+
+  function typedValue(field, text) {
+    const type = state.fields[field].type;
+    return type === "int" || type === "float" ? Number(text) : text;
+  }
+
+  function buildFacet(field, info) {
+    const group = document.createElement("details");
+    group.className = "facet";
+    group.dataset.facet = field;
+    group.open = WIDE_SCREEN.matches;
+    const summary = document.createElement("summary");
+    summary.textContent = field;
+    group.appendChild(summary);
+    const list = document.createElement("div");
+    list.className = "facet-values";
+    for (const [value, count] of facetValues(info)) {
+      const label = document.createElement("label");
+      label.dataset.value = value;
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.value = value;
+      box.addEventListener("change", () => toggleValue(field, value, box.checked));
+      const name = document.createElement("span");
+      name.className = "value";
+      name.textContent = value;
+      const number = document.createElement("span");
+      number.className = "facet-count";
+      number.textContent = count.toLocaleString();
+      label.append(box, name, number);
+      list.appendChild(label);
+    }
+    group.appendChild(list);
+    return group;
+  }
+
+  function buildRange(field, info) {
+    const row = document.createElement("div");
+    row.className = "range";
+    row.dataset.range = field;
+    const title = document.createElement("span");
+    title.className = "range-name";
+    title.textContent = field;
+    row.appendChild(title);
+    for (const bound of ["min", "max"]) {
+      const input = document.createElement("input");
+      input.type = "number";
+      input.inputMode = "decimal";
+      input.dataset.bound = bound;
+      input.placeholder = String(info[bound]);
+      input.setAttribute("aria-label", field + " " + bound);
+      input.addEventListener("change", () => changeRange(field, row));
+      row.appendChild(input);
+    }
+    return row;
+  }
+
+  function buildControls(description) {
+    state.fields = description.fields;
+    state.facetFields = [];
+    state.numericFields = [];
+    const facets = $("#facets");
+    const ranges = $("#ranges");
+    facets.replaceChildren();
+    ranges.replaceChildren();
+    for (const [field, info] of Object.entries(description.fields)) {
+      const values = Object.keys(info.values || {}).length;
+      if (info.kind === "facet" && values > 1 && values <= MAX_FACET_VALUES) {
+        state.facetFields.push(field);
+        facets.appendChild(buildFacet(field, info));
+      }
+      if (info.numeric && (info.type === "int" || info.type === "float")) {
+        state.numericFields.push(field);
+        if (info.kind === "numeric") ranges.appendChild(buildRange(field, info));
+      }
+    }
+    state.columns = Object.keys(description.fields).slice(0, TABLE_COLUMNS);
+    $("#ranges-group").hidden = !ranges.children.length;
+    $("#ranges-group").open = WIDE_SCREEN.matches;
+    $("#total").textContent = description.rows.toLocaleString();
+    buildHistogramChoice();
+    buildTableHead();
+  }
+
+  function buildHistogramChoice() {
+    const select = $("#histogram-field");
+    select.replaceChildren();
+    for (const field of state.numericFields) {
+      const option = document.createElement("option");
+      option.value = option.textContent = field;
+      select.appendChild(option);
+    }
+    if (state.numericFields.includes(DEFAULT_HISTOGRAM_FIELD)) {
+      select.value = DEFAULT_HISTOGRAM_FIELD;
+    }
+  }
+
+  function buildTableHead() {
+    const row = document.createElement("tr");
+    for (const column of state.columns) {
+      const cell = document.createElement("th");
+      cell.scope = "col";
+      cell.textContent = column;
+      row.appendChild(cell);
+    }
+    $("#rows thead").replaceChildren(row);
+  }
+
+  // Filter state.
+
+  function toggleValue(field, value, checked) {
+    const values = new Set(state.selected[field] || []);
+    if (checked) values.add(value);
+    else values.delete(value);
+    if (values.size) state.selected[field] = [...values];
+    else delete state.selected[field];
+    scheduleQuery();
+  }
+
+  function changeRange(field, row) {
+    const bound = (name) => {
+      const text = row.querySelector(`[data-bound="${name}"]`).value;
+      return text === "" ? null : Number(text);
+    };
+    const low = bound("min");
+    const high = bound("max");
+    if (low === null && high === null) delete state.ranges[field];
+    else state.ranges[field] = [low, high];
+    scheduleQuery();
+  }
+
+  function clearFilters() {
+    state.selected = {};
+    state.ranges = {};
+    document.querySelectorAll("#facets input:checked").forEach((box) => {
+      box.checked = false;
+    });
+    document.querySelectorAll("#ranges input").forEach((input) => {
+      input.value = "";
+    });
+    scheduleQuery();
+  }
+
+  function conditions(leaveOut) {
+    const where = {};
+    for (const [field, values] of Object.entries(state.selected)) {
+      if (field !== leaveOut) where[field] = values.map((v) => typedValue(field, v));
+    }
+    return { where: where, range: { ...state.ranges } };
+  }
+
+  // Queries.
+
+  function scheduleQuery() {
+    clearTimeout(state.queryTimer);
+    state.queryTimer = setTimeout(runQuery, 60);
+  }
+
+  function histogramField() {
+    return $("#histogram-field").value;
+  }
+
+  async function histogramRange(field) {
+    if (!(field in state.histogramRange)) {
+      const metrics = [1, 99].map((q) => ({ op: "percentile", field: field, q: q }));
+      const result = resultOf(await rpc(request("compute", { metrics: metrics })));
+      const [low, high] = result.metrics.map((metric) => metric.value);
+      const usable = low !== null && high !== null && high > low;
+      state.histogramRange[field] = usable ? [low, high] : null;
+    }
+    return state.histogramRange[field];
+  }
+
+  async function runQuery() {
+    if (!state.ready) return;
+    const seq = ++state.querySeq;
+    const field = histogramField();
+    const bounds = field ? await histogramRange(field) : null;
+    const batch = [
+      request("filter", { ...conditions(null), limit: PAGE_ROWS, fields: state.columns }),
+    ];
+    if (field) {
+      const metric = { op: "histogram", field: field, bins: HISTOGRAM_BINS };
+      if (bounds) metric.range = bounds;
+      batch.push(request("compute", { ...conditions(null), metrics: [metric] }));
+    }
+    const partial = Object.keys(state.selected);
+    for (const leaveOut of partial) {
+      batch.push(
+        request("filter", { ...conditions(leaveOut), limit: 0, facets: [leaveOut] }),
+      );
+    }
+    const started = performance.now();
+    let responses;
+    try {
+      responses = await rpc(batch);
+    } catch (error) {
+      showError("Query failed: " + error.message);
+      return;
+    }
+    const roundTripMs = performance.now() - started;
+    if (seq !== state.querySeq) return; // a newer query is on its way
+    showResults(responses, field, partial, roundTripMs);
+  }
+
+  function showResults(responses, field, partial, roundTripMs) {
+    try {
+      if (!Array.isArray(responses)) resultOf(responses);
+      const filtered = resultOf(responses[0]);
+      const facets = { ...filtered.facets };
+      partial.forEach((name, n) => {
+        const other = resultOf(responses[(field ? 2 : 1) + n]);
+        facets[name] = other.facets[name];
+      });
+      showError("");
+      showCount(filtered, roundTripMs);
+      showFacetCounts(facets);
+      showRows(filtered.rows);
+      if (field) showHistogram(field, resultOf(responses[1]).metrics[0]);
+      $("#clear").disabled = !partial.length && !Object.keys(state.ranges).length;
+    } catch (error) {
+      showError("Query failed: " + error.message);
+    }
+  }
+
+  // Result display.
+
+  function showCount(filtered, roundTripMs) {
+    $("#count").textContent = filtered.count.toLocaleString();
+    $("#count").dataset.count = String(filtered.count);
+    $("#rtt").textContent = roundTripMs.toFixed(1);
+    $("#took").textContent = filtered.took_ms.toFixed(2);
+    const item = document.createElement("li");
+    item.textContent =
+      `${filtered.count.toLocaleString()} rows: round trip ${roundTripMs.toFixed(1)} ms, ` +
+      `worker ${filtered.took_ms.toFixed(2)} ms`;
+    const list = $("#timings");
+    list.prepend(item);
+    while (list.children.length > 10) list.lastElementChild.remove();
+  }
+
+  function showFacetCounts(facets) {
+    for (const field of state.facetFields) {
+      const counts = facets[field] || {};
+      const group = document.querySelector(`[data-facet="${field}"]`);
+      group.querySelectorAll("label").forEach((label) => {
+        const count = counts[label.dataset.value] || 0;
+        label.querySelector(".facet-count").textContent = count.toLocaleString();
+        label.classList.toggle("empty", count === 0);
+      });
+    }
+  }
+
+  function showRows(rows) {
+    const body = $("#rows tbody");
+    body.replaceChildren();
+    for (const row of rows || []) {
+      const line = document.createElement("tr");
+      for (const column of state.columns) {
+        const cell = document.createElement("td");
+        const value = row[column];
+        cell.textContent = value === null || value === undefined ? "" : String(value);
+        line.appendChild(cell);
+      }
+      body.appendChild(line);
+    }
+  }
+
+  function showHistogram(field, metric) {
+    const svg = $("#histogram");
+    svg.replaceChildren();
+    svg.dataset.field = field;
+    const value = metric.value || { edges: [], counts: [], outside: 0 };
+    const counts = value.counts;
+    const highest = Math.max(1, ...counts);
+    const width = 600 / Math.max(1, counts.length);
+    counts.forEach((count, n) => {
+      const bar = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+      const height = (count / highest) * 196;
+      bar.setAttribute("x", String(n * width + 1));
+      bar.setAttribute("y", String(200 - height));
+      bar.setAttribute("width", String(Math.max(1, width - 2)));
+      bar.setAttribute("height", String(height));
+      bar.dataset.count = String(count);
+      const tip = document.createElementNS("http://www.w3.org/2000/svg", "title");
+      tip.textContent = `${value.edges[n]} to ${value.edges[n + 1]}: ${count}`;
+      bar.appendChild(tip);
+      svg.appendChild(bar);
+    });
+    const edges = value.edges;
+    $("#histogram-min").textContent = edges.length ? String(edges[0]) : "";
+    $("#histogram-max").textContent = edges.length ? String(edges[edges.length - 1]) : "";
+    $("#histogram-note").textContent =
+      `${value.outside.toLocaleString()} outside the range, ` +
+      `${metric.missing.toLocaleString()} missing`;
+  }
+
+  // Session lifecycle.
+
+  async function onReady() {
+    try {
+      // After a reconnect the controls and their selections are kept.
+      if (!state.facetFields.length) {
+        buildControls(resultOf(await rpc(request("describe"))));
+      }
+      state.ready = true;
+      $("#explorer").setAttribute("aria-busy", "false");
+      await runQuery();
+    } catch (error) {
+      showError("Could not read the dataset: " + error.message);
+    }
+  }
+
+  function onSession(event) {
+    showState(event.state, event.message, event.progress);
+    $("#session-id").textContent = event.session_id;
+    if (event.dataset) $("#dataset-name").textContent = event.dataset;
+    if (event.state === "ended" || event.state === "failed") {
+      forgetSession();
+      state.ready = false;
+      $("#restart").hidden = false;
+      return;
+    }
+    storeSession(event);
+    if (event.state === "ready" && !state.ready) onReady();
+  }
+
+  function onConnectError(error) {
+    const code = error && error.data && error.data.code;
+    if (RESUME_ERRORS.has(code)) {
+      // The saved session is gone: start a new one.
+      forgetSession();
+      state.socket.connect();
+      return;
+    }
+    showState("offline", "Cannot connect: " + (error && error.message), 0);
+  }
+
+  function onDisconnect(reason) {
+    state.ready = false;
+    if (reason === "io server disconnect") return; // ended or failed, shown already
+    showState("reconnecting", "Connection lost (" + reason + "); reconnecting…", 0);
+  }
+
+  function connect() {
+    if (typeof io !== "function") {
+      showState("offline", "", 0);
+      showError("The Socket.IO client did not load; see /vendor/socket.io.min.js.");
+      return;
+    }
+    state.socket = io({
+      transports: ["websocket"],
+      auth: (send) => send(connectAuth()),
+      reconnectionDelayMax: 5000,
+    });
+    state.socket.on("session", onSession);
+    state.socket.on("connect_error", onConnectError);
+    state.socket.on("disconnect", onDisconnect);
+    state.socket.on("notification", (note) => console.info("notification", note));
+  }
+
+  function restart() {
+    forgetSession();
+    window.location.reload();
+  }
+
+  $("#clear").addEventListener("click", clearFilters);
+  $("#restart").addEventListener("click", restart);
+  $("#histogram-field").addEventListener("change", scheduleQuery);
+  showState("connecting", "Connecting to the gateway…", 0);
+  connect();
+})();
