@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from bellhop_shared.catalog import DatasetSpec
 from bellhop_shared.logging import redact
-from psycopg import sql
+from psycopg import pq, sql
 
 from bellhop_worker.engine.loaders.files import csv_convert_options
 from bellhop_worker.engine.progress import ProgressCallback
@@ -26,10 +26,20 @@ from bellhop_worker.errors import DatasetError
 
 CONNECT_TIMEOUT_S = 10
 STATEMENT_TIMEOUT_S = 120
+# TCP keepalives end a copy from a server that vanished without closing the
+# connection after about 10 + 3 * 5 = 25 s, which statement_timeout cannot.
+CONNECT_OPTIONS: dict[str, Any] = {
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 USER_SETTING = "bellhop.user_id"
 USER_PLACEHOLDER = "%s"
 # Share of the progress spent copying; parsing takes the rest.
 COPY_SHARE = 0.8
+_ROWS_PER_REPORT = 8192
 
 # PostgreSQL type OIDs (pg_type) mapped to the arrow type their CSV text
 # parses into; every other type is read as text.
@@ -54,7 +64,7 @@ def load_postgres(
     select = source_query(spec)
     url = _database_url(spec)
     try:
-        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S) as connection:
+        with psycopg.connect(url, **CONNECT_OPTIONS) as connection:
             connection.read_only = True
             with connection.cursor() as cursor:
                 _prepare_session(cursor, spec, user)
@@ -174,20 +184,40 @@ def _copy_csv(
     estimate: float,
     report: ProgressCallback,
 ) -> bytes:
+    """Run COPY (select) TO STDOUT as CSV and return the text.
+
+    COPY sends one message per row. psycopg's Copy iterator costs about 4 us
+    per message in Python (3.3), over 1 s for the 336,776 flights, so this
+    loop calls libpq's PQgetCopyData through connection.pgconn directly,
+    which copies the same table in about a fifth of the time.
+    """
+    connection = cursor.connection
     statement = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(
         select
     )
-    chunks: list[bytes] = []
-    lines = 0
-    with cursor.copy(statement) as copy:
-        for chunk in copy:
-            data = bytes(chunk)
-            chunks.append(data)
-            # Quoted newlines inside values make this an over-count; it only
-            # drives the progress estimate.
-            lines += data.count(b"\n")
-            report(COPY_SHARE * min(lines / estimate, 0.99))
-    return b"".join(chunks)
+    pgconn = connection.pgconn
+    pgconn.send_query(statement.as_bytes(connection))
+    _check_result(pgconn.get_result(), pq.ExecStatus.COPY_OUT)
+    text = bytearray()
+    rows = 0
+    while True:
+        size, data = pgconn.get_copy_data(0)
+        if size < 0:
+            break
+        text += data
+        rows += 1
+        if rows % _ROWS_PER_REPORT == 0:
+            report(COPY_SHARE * min(rows / estimate, 0.99))
+    _check_result(pgconn.get_result(), pq.ExecStatus.COMMAND_OK)
+    while pgconn.get_result() is not None:
+        pass
+    return bytes(text)
+
+
+def _check_result(result: pq.abc.PGresult | None, expected: pq.ExecStatus) -> None:
+    if result is None or result.status != expected:
+        message = b"no result" if result is None else result.error_message
+        raise psycopg.OperationalError(message.decode(errors="replace").strip())
 
 
 def _parse_csv(
