@@ -116,7 +116,15 @@ def stop_all(children: list[subprocess.Popen[bytes]]) -> None:
             child.kill()
 
 
+def stop_on_signal(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # make does not pass SIGTERM or SIGHUP on to this process, so handle them
+    # here, as Ctrl-C is, and never leave the services running behind.
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    signal.signal(signal.SIGHUP, stop_on_signal)
     RUN_DIR.mkdir(exist_ok=True)
     for port in (GATEWAY_PORT, ORCHESTRATOR_PORT):
         if port_in_use(port):
@@ -154,7 +162,11 @@ def run(children: list[subprocess.Popen[bytes]]) -> None:
     log("in another terminal, `make demo` filters the flights table from the command line")
     log("logs: .run/orchestrator.log, .run/gateway.log; press Ctrl-C to stop")
 
+    parent_pid = os.getppid()
     while all(child.poll() is None for child in children):
+        if os.getppid() != parent_pid:
+            log("make exited; stopping")
+            return
         time.sleep(0.5)
     dead = [child.args for child in children if child.poll() is not None]
     log(f"a service exited unexpectedly: {dead}; see .run/*.log")
