@@ -205,3 +205,54 @@ def test_gateway_image_serves_page_files(
         assert "npm ci" in page.text
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def worker_venv(uv: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_image_venv("worker", uv, tmp_path_factory.mktemp("worker-image"))
+
+
+def test_worker_image_runs_alone(
+    worker_venv: Path, redis_url: str, tmp_path: Path
+) -> None:
+    session_id = secrets.token_urlsafe(32)
+    env = image_env("worker", worker_venv, REDIS_URL=redis_url)
+    entrypoint = REPO / "deploy" / "docker" / "worker-entrypoint.sh"
+    argv = ["/bin/sh", str(entrypoint), "--session", session_id, "--dataset", "flights"]
+    process = ServiceProcess("worker", argv, env, tmp_path)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        wait_until(
+            lambda: worker_heartbeat(client, session_id).get("state") == "ready", 90
+        )
+
+        answer = call_worker(client, session_id, "terminate")
+
+        assert answer["result"] == {"terminating": True}
+        assert process.proc.wait(30) == 0
+        assert worker_heartbeat(client, session_id) == {}
+    finally:
+        process.stop()
+        client.close()
+
+
+def test_loader_runs_in_worker_image(worker_venv: Path) -> None:
+    schema = f"deploy_smoke_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        skip_or_fail(f"PostgreSQL at {ADMIN_URL} is unreachable: {exc}")
+    with admin:
+        result = subprocess.run(
+            [str(worker_venv / "bin" / "python"), str(LOADER), "--schema", schema],
+            env={"DATABASE_URL": ADMIN_URL, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        admin.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )
+
+    assert result.returncode == 0, result.stderr
+    assert "flights loaded rows=336776" in result.stderr
