@@ -61,6 +61,8 @@ def test_facet_kernels_agree(monkeypatch: pytest.MonkeyPatch, row_cost: float) -
     params = {"where": {"region": ["north", "east"]}, "range": {"amount": [5, 50]}}
     baseline = engine.filter(params)["facets"]
     monkeypatch.setattr(facets, "BINCOUNT_ROW_COST", row_cost)
+    monkeypatch.setattr(facets, "EXTRACT_ROW_COST", row_cost)
+    monkeypatch.setattr(facets, "EXTRACT_WORD_COST", row_cost)
     assert engine.filter(params)["facets"] == baseline
     region = table.column("region").to_pylist()
     amount = table.column("amount").to_pylist()

@@ -33,7 +33,7 @@ READ_SHARE = 0.8
 
 
 class Engine:
-    """One loaded dataset and the methods that answer requests about it."""
+    """One loaded dataset and the request methods that run on it."""
 
     def __init__(self, index: Index, load_ms: float) -> None:
         self.index = index
@@ -92,11 +92,11 @@ class Engine:
         }
 
     def filter(self, params: dict[str, Any] | None) -> dict[str, Any]:
-        """Answer a filter request; see bellhop_worker.engine.filter."""
+        """Run a filter request; see bellhop_worker.engine.filter for params."""
         return run_filter(self.index, params)
 
     def compute(self, params: dict[str, Any] | None) -> dict[str, Any]:
-        """Answer a compute request; see bellhop_worker.engine.compute."""
+        """Run a compute request; see bellhop_worker.engine.compute for params."""
         return run_compute(self.index, params)
 
 

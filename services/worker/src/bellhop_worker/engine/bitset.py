@@ -1,7 +1,7 @@
 """Packed bitsets: one bit per row in little-endian uint64 words.
 
 Row r is bit (r % 64) of word r // 64. Bits past the last row are always zero,
-so a popcount of a bitset is the number of rows it holds.
+so a popcount of a bitset is the number of rows it contains.
 """
 
 from __future__ import annotations
@@ -57,16 +57,24 @@ def popcount(bits: Bitset) -> int:
 
 
 def rows_in_words(bits: Bitset, word_indices: np.ndarray) -> np.ndarray:
-    """Return the ascending row numbers set in the given words of bits."""
+    """Return the ascending row numbers set in the given (ascending) words of bits."""
     chunk = np.ascontiguousarray(bits[word_indices])
-    unpacked = np.unpackbits(chunk.view(np.uint8), bitorder="little")
-    word_pos, bit_pos = np.nonzero(unpacked.reshape(-1, WORD_BITS))
-    return word_indices[word_pos].astype(np.int64) * WORD_BITS + bit_pos
+    positions = np.flatnonzero(np.unpackbits(chunk.view(np.uint8), bitorder="little"))
+    words = word_indices[positions >> 6].astype(np.int64)
+    return words * WORD_BITS + (positions & (WORD_BITS - 1))
 
 
 def rows(bits: Bitset) -> np.ndarray:
-    """Return every set row number, ascending; the cost grows with nonzero words."""
-    return rows_in_words(bits, np.flatnonzero(bits))
+    """Return every set row number, ascending.
+
+    Only nonzero words are unpacked, unless more than half are nonzero, when
+    unpacking everything skips the gather.
+    """
+    nonzero_words = np.flatnonzero(bits)
+    if len(nonzero_words) * 2 > len(bits):
+        unpacked = np.unpackbits(bits.view(np.uint8), bitorder="little")
+        return np.flatnonzero(unpacked).astype(np.int64)
+    return rows_in_words(bits, nonzero_words)
 
 
 def select_page(bits: Bitset, offset: int, limit: int) -> np.ndarray:

@@ -195,7 +195,7 @@ def _to_float(name: str, value: object) -> float:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
         raise DatasetError(
-            f"Column {name!r} is declared numeric but holds {value!r}; remove it "
+            f"Column {name!r} is declared numeric but contains {value!r}; remove it "
             "from the catalog's numeric list or fix the data."
         ) from exc
 

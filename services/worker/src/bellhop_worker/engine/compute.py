@@ -57,7 +57,7 @@ class Metric:
 
 
 def run_compute(index: Index, raw_params: Any) -> dict[str, Any]:
-    """Answer one compute request."""
+    """Run one compute request and return its result."""
     started = time.perf_counter()
     params = as_params(raw_params, "compute")
     check_keys(params, COMPUTE_KEYS, "compute")

@@ -1,13 +1,13 @@
 """Evaluate the `where`, `exclude` and `range` params shared by filter and compute.
 
-`where` ORs the listed values within a field and ANDs the fields; `exclude`
-drops every row holding a listed value; `range` keeps rows whose value lies in
-[min, max], both inclusive, either bound null. A missing value never falls in
-a range, and null in a value list stands for the missing value.
+`where` ORs the listed values within a field and ANDs the fields. `exclude`
+drops every row that contains a listed value. `range` keeps rows whose value
+lies in [min, max], both inclusive, and a null bound leaves that end open. A
+missing value is never in a range, and null in a value list selects it.
 
 A value of the right type that the column does not hold (carrier "ZZ", month
 13) matches no row and adds a warning naming it and the valid values, so a
-client with a stale value list still gets a correct answer and learns why.
+client with a stale value list still gets a correct result and learns why.
 A value of the wrong type raises InvalidParams (see values.py).
 """
 

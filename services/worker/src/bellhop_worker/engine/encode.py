@@ -3,7 +3,7 @@
 Every encoder returns (codes, dictionary): dictionary is the sorted list of
 distinct non-missing values as Python objects, and codes[i] is the position
 of row i's value in it, or len(dictionary) when row i is missing. Codes use
-the narrowest unsigned dtype that holds len(dictionary).
+the narrowest unsigned dtype that fits len(dictionary).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def coerce(column: Column, value: Any, setting: str) -> Any:
     if converted is None:
         raise InvalidParams(
             f"Invalid value {value!r} for field {column.name!r} in {setting!r}: "
-            f"{column.name} holds {column.type} values, so use "
+            f"{column.name} contains {column.type} values, so use "
             f"{_TYPE_HINTS[column.type]}.",
             {"setting": setting, "field": column.name, "value": value},
         )
