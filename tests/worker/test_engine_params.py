@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pyarrow as pa
@@ -151,3 +152,23 @@ def test_none_params_mean_defaults(engine: Engine) -> None:
     assert result["rows"] == []
     assert set(result) == {"count", "ids", "rows", "facets", "took_ms"}
     assert engine.compute(None)["metrics"][0]["value"] == 5
+
+
+def test_results_are_strict_json() -> None:
+    table = pa.table(
+        {"kind": ["a", "b", "a"], "value": [1.0, float("inf"), float("-inf")]}
+    )
+    engine = Engine.from_table(table, DatasetSpec(name="inf", kind="csv"))
+    metrics = [
+        {"op": op, "field": "value"} for op in ("sum", "mean", "min", "max", "median")
+    ]
+    metrics.append({"op": "histogram", "field": "value", "bins": 2})
+    results = [
+        engine.describe(),
+        engine.filter({"fields": ["value"], "sort": {"field": "value"}}),
+        engine.compute({"metrics": metrics, "group_by": "kind"}),
+    ]
+    for result in results:
+        json.dumps(result, allow_nan=False)
+    assert results[1]["ids"] == [2, 0, 1]
+    assert results[1]["rows"] == [{"value": None}, {"value": 1.0}, {"value": None}]

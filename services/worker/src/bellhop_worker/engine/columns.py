@@ -14,6 +14,7 @@ Every column has a value type and one or more of three representations:
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -105,10 +106,15 @@ def to_json(value_type: ValueType, value: Any) -> Any:
         moment = dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
         return moment.isoformat().replace("+00:00", "Z")
     if value_type == "float":
-        return float(value)
+        return finite_or_none(float(value))
     if value_type == "bool":
         return bool(value)
     return value
+
+
+def finite_or_none(number: float) -> float | None:
+    """Return number, or None for infinity, which JSON cannot carry."""
+    return number if math.isfinite(number) else None
 
 
 def facet_key(value_type: ValueType, value: Any) -> str:
@@ -116,6 +122,8 @@ def facet_key(value_type: ValueType, value: Any) -> str:
     if value_type == "bool":
         return "true" if value else "false"
     converted = to_json(value_type, value)
+    if converted is None:
+        return str(value)
     if isinstance(converted, float) and converted.is_integer():
         return str(int(converted))
     return str(converted)

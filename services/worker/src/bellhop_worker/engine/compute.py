@@ -32,7 +32,7 @@ import numpy as np
 from bellhop_shared.jsonrpc import InvalidParams
 
 from bellhop_worker.engine import bitset
-from bellhop_worker.engine.columns import Column, facet_key, to_json
+from bellhop_worker.engine.columns import Column, facet_key, finite_or_none, to_json
 from bellhop_worker.engine.conditions import select_rows
 from bellhop_worker.engine.index import Index, list_names
 from bellhop_worker.engine.params import CONDITION_KEYS, as_params, check_keys
@@ -117,7 +117,9 @@ def _metric_result(
         result["q"] = metric.q
     if metric.op == "histogram":
         result["bins"] = metric.bins
-    result["value"] = _aggregate(metric, values)
+    # Infinite values make NaN in sums and interpolation; those become null.
+    with np.errstate(invalid="ignore", over="ignore"):
+        result["value"] = _aggregate(metric, values)
     return result
 
 
@@ -146,18 +148,18 @@ def _aggregate(metric: Metric, values: np.ndarray) -> Any:
     if len(values) == 0:
         return None
     if metric.op == "mean":
-        return float(np.mean(values, dtype=np.float64))
+        return finite_or_none(float(np.mean(values, dtype=np.float64)))
     if metric.op in ("min", "max"):
         extreme = values.min() if metric.op == "min" else values.max()
         return to_json(metric.column.type, extreme.item())
     q = 50.0 if metric.op == "median" else metric.q
-    return float(np.percentile(values, q))
+    return finite_or_none(float(np.percentile(values, q)))
 
 
 def _sum(values: np.ndarray) -> int | float:
     if values.dtype.kind in "iub":
         return int(values.sum(dtype=np.int64))
-    return float(values.sum(dtype=np.float64))
+    return finite_or_none(float(values.sum(dtype=np.float64)))
 
 
 def _histogram(values: np.ndarray, metric: Metric) -> dict[str, Any]:
@@ -181,7 +183,10 @@ def _with_default_bounds(metric: Metric, bits: np.ndarray) -> Metric:
     values = _valid_values(bits, metric.column, {})
     if len(values) == 0:
         return metric
-    low, high = float(values.min()), float(values.max())
+    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+    if len(finite) == 0:
+        return metric
+    low, high = float(finite.min()), float(finite.max())
     if low == high:
         low, high = low - 0.5, high + 0.5
     return Metric(metric.op, metric.column, metric.q, metric.bins, (low, high))
