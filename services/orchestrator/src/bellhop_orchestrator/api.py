@@ -76,7 +76,7 @@ health_router = APIRouter(tags=["health"])
     responses={
         200: {"model": SessionRecord, "description": "The session already existed."},
         201: {"description": "The session was created and its worker requested."},
-        **_errors(409, 422, 502, 503),
+        **_errors(400, 409, 422, 502, 503),
     },
 )
 async def create_session(
@@ -106,7 +106,7 @@ async def get_session(session_id: str, services: ServicesDep) -> SessionRecord:
 
 
 @sessions_router.delete(
-    "/{session_id}", response_model=SessionRecord, responses=_errors(404, 503)
+    "/{session_id}", response_model=SessionRecord, responses=_errors(404, 422, 503)
 )
 async def delete_session(
     session_id: str,

@@ -23,6 +23,9 @@ from bellhop_orchestrator.settings import OrchestratorSettings, get_settings
 logger = logging.getLogger(__name__)
 
 _REDIS_RETRY_AFTER_S = 5
+# `synthetic-<n>[k|m]` names of 1 to 100,000,000 rows resolve without a
+# catalog entry; this pattern covers them (without 100m-style edge spellings).
+SYNTHETIC_NAME_PATTERN = r"^synthetic-([1-9][0-9]{0,7}|[1-9][0-9]{0,4}k|[1-9][0-9]?m)$"
 
 
 def create_app(
@@ -54,7 +57,29 @@ def create_app(
     app.include_router(sessions_router)
     app.include_router(health_router)
     _add_error_handlers(app)
+    _document_datasets(app)
     return app
+
+
+def _document_datasets(app: FastAPI) -> None:
+    """Name the valid datasets in the schema: the catalog and synthetic sizes."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = default_openapi()
+        services: Services | None = getattr(app.state, "services", None)
+        if services is not None:
+            request = schema["components"]["schemas"]["CreateSessionRequest"]
+            request["properties"]["dataset"]["anyOf"] = [
+                {"enum": sorted(services.manager.catalog)},
+                {"pattern": SYNTHETIC_NAME_PATTERN},
+            ]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _start_reaper(services: Services) -> asyncio.Task[None] | None:

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # User ids travel in a dyno command line, so they are limited to a safe shape.
 USER_ID_PATTERN = r"^[A-Za-z0-9_.@:+-]{1,128}$"
+# The shape bellhop_shared.keys.is_valid_session_id accepts.
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{22,128}$"
 _USER_ID = re.compile(USER_ID_PATTERN)
 
 
@@ -78,6 +80,8 @@ class CreateSessionRequest(BaseModel):
         default=None,
         description="22 to 128 characters of A-Z, a-z, 0-9, `_` and `-`; "
         "generated when omitted.",
+        # Documented here, checked by the validator below for a clearer error.
+        json_schema_extra={"pattern": SESSION_ID_PATTERN},
     )
     user: str | None = Field(default=None, pattern=USER_ID_PATTERN)
 
