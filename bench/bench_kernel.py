@@ -83,6 +83,14 @@ def measure(n_rows: int, repeats: int) -> dict[str, float]:
     }
 
 
+def default_repeats(n_rows: int, quick: bool) -> int:
+    if quick:
+        return 5
+    if n_rows >= 10_000_000:
+        return 15
+    return 50
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -97,10 +105,7 @@ def main() -> None:
     )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n_rows in sizes:
-        repeats = args.repeats or (
-            5 if args.quick else 15 if n_rows >= 10_000_000 else 50
-        )
-        cell = measure(n_rows, repeats)
+        cell = measure(n_rows, args.repeats or default_repeats(n_rows, args.quick))
         speedup = cell["scan_count"] / cell["engine_count"]
         print(
             f"| {n_rows:,} | {cell['matches']:,} | {cell['engine_count']:.3f} "
