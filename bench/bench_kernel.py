@@ -109,7 +109,7 @@ def main() -> None:
         speedup = cell["scan_count"] / cell["engine_count"]
         print(
             f"| {n_rows:,} | {cell['matches']:,} | {cell['engine_count']:.3f} "
-            f"| {cell['scan_count']:.3f} | {speedup:.0f}x "
+            f"| {cell['scan_count']:.3f} | {speedup:.1f}x "
             f"| {cell['engine_filter']:.3f} "
             f"| {cell['scan_ids']:.3f} |",
             flush=True,
