@@ -433,9 +433,12 @@
     const edges = value.edges;
     $("#histogram-min").textContent = edges.length ? String(edges[0]) : "";
     $("#histogram-max").textContent = edges.length ? String(edges[edges.length - 1]) : "";
-    $("#histogram-note").textContent =
+    const note = $("#histogram-note");
+    note.textContent =
       `${value.outside.toLocaleString()} outside the range, ` +
       `${metric.missing.toLocaleString()} missing`;
+    note.dataset.outside = String(value.outside);
+    note.dataset.missing = String(metric.missing);
   }
 
   // Session lifecycle.
