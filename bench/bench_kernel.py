@@ -4,7 +4,10 @@ Both sides run numpy on the same synthetic table (bellhop's synthetic source,
 fixed seed). The filter is three single-value conditions:
 region = north, channel = channel-00, weekday = 3.
 
-- engine count: OR/AND of the facet bitsets, then a popcount.
+- engine count: the engine's own path for the count: params checked,
+  facet bitsets ANDed, popcount.
+- bitset kernel: the same three bitset rows ANDed and popcounted directly,
+  without the params handling.
 - engine filter: the whole `filter` method: count, a 50-id page and the
   count of every value of every facet field (7 fields, 198 values).
 - row-mask count: one uint64 attribute mask per row (region, channel and
@@ -67,6 +70,18 @@ def measure(n_rows: int, repeats: int) -> dict[str, float]:
     def engine_count() -> int:
         return bitset.popcount(select_rows(engine.index, params).bits)
 
+    kernel_rows = [
+        engine.index.columns[name].bitsets[  # type: ignore[index]
+            engine.index.columns[name].code_lookup()[values[0]]
+        ]
+        for name, values in WHERE.items()
+    ]
+
+    def kernel_count() -> int:
+        bits = kernel_rows[0] & kernel_rows[1]
+        np.bitwise_and(bits, kernel_rows[2], out=bits)
+        return bitset.popcount(bits)
+
     def scan_count() -> int:
         return int(np.count_nonzero((masks & target) == target))
 
@@ -74,8 +89,10 @@ def measure(n_rows: int, repeats: int) -> dict[str, float]:
         return np.flatnonzero((masks & target) == target)
 
     assert engine_count() == scan_count() == engine.filter(params)["count"]
+    assert kernel_count() == scan_count()
     return {
         "engine_count": median_ms(engine_count, repeats),
+        "kernel_count": median_ms(kernel_count, repeats),
         "engine_filter": median_ms(lambda: engine.filter(params), repeats),
         "scan_count": median_ms(scan_count, repeats),
         "scan_ids": median_ms(scan_ids, repeats),
@@ -100,16 +117,19 @@ def main() -> None:
     args = parser.parse_args()
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     print(
-        "| rows | matches | engine count ms | row-mask count ms | count speedup "
-        "| engine filter + all facets ms | row-mask count + ids ms |"
+        "| rows | matches | engine count ms | bitset kernel ms | row-mask count ms "
+        "| count speedup | kernel speedup | engine filter + all facets ms "
+        "| row-mask count + ids ms |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n_rows in sizes:
         cell = measure(n_rows, args.repeats or default_repeats(n_rows, args.quick))
         speedup = cell["scan_count"] / cell["engine_count"]
+        kernel_speedup = cell["scan_count"] / cell["kernel_count"]
         print(
             f"| {n_rows:,} | {cell['matches']:,} | {cell['engine_count']:.3f} "
-            f"| {cell['scan_count']:.3f} | {speedup:.1f}x "
+            f"| {cell['kernel_count']:.3f} | {cell['scan_count']:.3f} "
+            f"| {speedup:.1f}x | {kernel_speedup:.1f}x "
             f"| {cell['engine_filter']:.3f} "
             f"| {cell['scan_ids']:.3f} |",
             flush=True,
