@@ -1,9 +1,9 @@
 """Top-k ordering of the selected rows by a numeric field.
 
-np.argpartition finds the k = offset + limit smallest (or largest) values in
-linear time, and only those k are fully sorted, never all selected rows. Ties
-are broken by row number ascending and missing values come last in both
-orders, so pages are stable across requests.
+np.partition finds the k-th smallest (or largest) value, k = offset + limit,
+in linear time. Only the k rows up to it are then sorted, never all selected
+rows. Ties are broken by row number ascending and missing values come last
+in both orders, so pages are stable across requests.
 """
 
 from __future__ import annotations
