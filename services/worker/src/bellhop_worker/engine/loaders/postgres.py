@@ -186,10 +186,10 @@ def _copy_csv(
 ) -> bytes:
     """Run COPY (select) TO STDOUT as CSV and return the text.
 
-    COPY sends one message per row. psycopg's Copy iterator costs about 4 us
-    per message in Python (3.3), over 1 s for the 336,776 flights, so this
-    loop calls libpq's PQgetCopyData through connection.pgconn directly,
-    which copies the same table in about a fifth of the time.
+    COPY sends one message per row, and psycopg's Copy iterator (3.3) runs a
+    Python generator per message. Calling libpq's PQgetCopyData through
+    connection.pgconn skips that: on the 336,777 lines of the flights table
+    it took 1.06 s against 1.15 to 1.7 s (busy 2-core machine).
     """
     connection = cursor.connection
     statement = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(
