@@ -1,12 +1,15 @@
-"""The explorer page in Debian's chromium, on the real orchestrator and worker.
+"""The explorer page in Debian's chromium, and scripts/demo.py, on the real
+orchestrator and worker.
 
-Counts shown by the page are compared with counts computed here from the
-flights CSV with the csv module. Screenshots at a phone's and a laptop's width
-go to test-output/.
+Counts shown by the page and printed by the demo are compared with counts
+computed here from the flights CSV with the csv module. Screenshots at a
+phone's and a laptop's width go to test-output/.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,12 +63,10 @@ def _start(
 
 
 @pytest.fixture(scope="module")
-def page_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start the real orchestrator and a gateway; return the page's URL."""
-    if not CHROMIUM.exists():
-        skip_or_fail(f"{CHROMIUM} is missing; run scripts/install-browser.sh")
-    if not SOCKET_IO_BUNDLE.exists():
-        skip_or_fail("socket.io-client is missing; run `npm ci` in services/gateway")
+def gateway_url(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Start the real orchestrator and a gateway; return the gateway's URL."""
     log_dir = tmp_path_factory.mktemp("browser-logs")
     orchestrator_port, gateway_port = free_port(), free_port()
     common = {
@@ -92,6 +93,15 @@ def page_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     yield f"http://127.0.0.1:{gateway_port}/"
     gateway.stop()
     orchestrator.stop()
+
+
+@pytest.fixture(scope="module")
+def page_url(gateway_url: str) -> str:
+    if not CHROMIUM.exists():
+        skip_or_fail(f"{CHROMIUM} is missing; run scripts/install-browser.sh")
+    if not SOCKET_IO_BUNDLE.exists():
+        skip_or_fail("socket.io-client is missing; run `npm ci` in services/gateway")
+    return gateway_url
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +227,17 @@ def test_reload_resumes_same_session(page_url: str, browser: Any) -> None:
         assert shown_count(page) == len(flights_rows())
     finally:
         page.close()
+
+
+def test_demo_prints_csv_count(gateway_url: str) -> None:
+    ws_url = gateway_url.replace("http://", "ws://").rstrip("/")
+    where = {"carrier": ["UA", "DL"], "origin": ["JFK"]}
+    argv = [sys.executable, str(REPO / "scripts/demo.py"), "--url", ws_url]
+    argv += ["--filter", json.dumps({"where": where}), "--repeat", "3"]
+
+    finished = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+
+    assert finished.returncode == 0, finished.stderr
+    expected = csv_count({"UA", "DL"}, {"JFK"})
+    assert f"count: {expected:,} rows" in finished.stdout
+    assert "round trip over 3 requests" in finished.stdout
