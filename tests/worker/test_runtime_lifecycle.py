@@ -46,9 +46,18 @@ def month_filter(month: int) -> str:
     return rpc("filter", f"month-{month}", where={"month": [month]}, limit=1)
 
 
-def heavy_filter(request_id: str) -> str:
-    """Return a filter whose page of 2,000 rows takes the worker some time."""
-    return rpc("filter", request_id, where={"origin": ["JFK", "EWR"]}, limit=2000)
+def slow_compute(request_id: str) -> str:
+    """Return a compute request that takes the worker about 0.2 s on flights."""
+    return rpc(
+        "compute",
+        request_id,
+        where={"origin": ["JFK", "EWR"]},
+        group_by="dest",
+        metrics=[
+            {"op": "median", "field": "dep_delay"},
+            {"op": "percentile", "field": "arr_delay", "q": 0.9},
+        ],
+    )
 
 
 def test_requests_before_ready_answered_in_order(
@@ -59,7 +68,7 @@ def test_requests_before_ready_answered_in_order(
     tmp_path: Path,
 ) -> None:
     months = list(range(1, 8))
-    worker = start_worker(redis_url, tmp_path, session_id)
+    worker = start_worker(redis_url, tmp_path, session_id, results=results)
     try:
         push(redis_client, session_id, *[month_filter(m) for m in months])
         results.wait_for_response("month-7", 120)
@@ -77,30 +86,33 @@ def test_requests_before_ready_answered_in_order(
 
 
 def test_terminate_exits_zero_and_deletes_heartbeat(
-    redis_url: str,
-    redis_client: redis.Redis,
-    session_id: str,
-    results: Results,
-    tmp_path: Path,
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    worker = start_worker(redis_url, tmp_path, session_id)
+    # URL-safe ids may start with "-"; the command line must still take them.
+    session_id = "-" + new_session_id()[1:]
+    results = Results(redis_url, session_id)
+    worker = start_worker(redis_url, tmp_path, session_id, results=results)
     results.wait_for_state("ready")
     assert heartbeat(redis_client, session_id) is not None
 
-    batch = [rpc("terminate", "t-1"), rpc("ping", "t-2")]
-    push(redis_client, session_id, *batch)
+    # One LPUSH puts both in one batch: the ping after terminate is answered.
+    redis_client.lpush(
+        KEYS.queue(session_id), rpc("terminate", "t-1"), rpc("ping", "t-2")
+    )
     exit_code = wait_exit(worker, 30)
     results.wait_for_state("terminating", 10)
     worker.stop()
 
-    assert exit_code == 0
+    assert exit_code == 0, worker.log_text()
     terminated = results.wait_for_response("t-1", 0)
     assert terminated["result"] == {"terminating": True}
+    assert results.wait_for_response("t-2", 0)["result"]["pong"] is True
     terminating = results.wait_for_state("terminating", 0)["params"]
     assert terminating["message"] == "terminate requested"
     assert redis_client.exists(KEYS.worker(session_id)) == 0
     assert redis_client.llen(KEYS.inflight(session_id)) == 0
     assert "exited exit_code=0 reason=terminate requested" in worker.log_text()
+    results.close()
 
 
 def test_sigterm_idle_worker_exits_quickly(
@@ -110,7 +122,7 @@ def test_sigterm_idle_worker_exits_quickly(
     results: Results,
     tmp_path: Path,
 ) -> None:
-    worker = start_worker(redis_url, tmp_path, session_id)
+    worker = start_worker(redis_url, tmp_path, session_id, results=results)
     results.wait_for_state("ready")
 
     sent_at = time.monotonic()
@@ -120,7 +132,7 @@ def test_sigterm_idle_worker_exits_quickly(
     results.wait_for_state("terminating", 10)
     worker.stop()
 
-    assert exit_code == 0
+    assert exit_code == 0, worker.log_text()
     assert took_s < 5.0
     assert results.wait_for_state("terminating", 0)["params"]["message"] == "SIGTERM"
     assert redis_client.exists(KEYS.worker(session_id)) == 0
@@ -133,16 +145,16 @@ def test_sigterm_busy_worker_parks_the_rest(
     results: Results,
     tmp_path: Path,
 ) -> None:
-    request_ids = [f"h-{i}" for i in range(40)]
-    worker = start_worker(redis_url, tmp_path, session_id)
-    push(redis_client, session_id, *[heavy_filter(i) for i in request_ids])
+    request_ids = [f"h-{i}" for i in range(12)]
+    worker = start_worker(redis_url, tmp_path, session_id, results=results)
+    push(redis_client, session_id, *[slow_compute(i) for i in request_ids])
     results.wait_for_response("h-0", 120)
 
     worker.proc.send_signal(signal.SIGTERM)
     exit_code = wait_exit(worker, 30)
     worker.stop()
 
-    assert exit_code == 0
+    assert exit_code == 0, worker.log_text()
     results.drain(0.3)
     answered = [m["id"] for m in results.responses()]
     parked = [
@@ -150,7 +162,9 @@ def test_sigterm_busy_worker_parks_the_rest(
         for item in reversed(redis_client.lrange(KEYS.inflight(session_id), 0, -1))
     ]
     assert answered + parked == request_ids
+    assert all("result" in m for m in results.responses())
     assert redis_client.llen(KEYS.queue(session_id)) == 0
+    assert "exited exit_code=0 reason=SIGTERM" in worker.log_text()
 
 
 def test_idle_worker_exits(
@@ -160,13 +174,15 @@ def test_idle_worker_exits(
     results: Results,
     tmp_path: Path,
 ) -> None:
-    worker = start_worker(redis_url, tmp_path, session_id, WORKER_IDLE_TIMEOUT_S="1")
+    worker = start_worker(
+        redis_url, tmp_path, session_id, results=results, WORKER_IDLE_TIMEOUT_S="1"
+    )
 
     exit_code = wait_exit(worker, 120)
     results.wait_for_state("terminating", 10)
     worker.stop()
 
-    assert exit_code == 0
+    assert exit_code == 0, worker.log_text()
     message = results.wait_for_state("terminating", 0)["params"]["message"]
     assert message.startswith("idle for ")
     assert redis_client.exists(KEYS.worker(session_id)) == 0
@@ -180,7 +196,9 @@ def test_idle_worker_waits_for_client_heartbeat(
     results: Results,
     tmp_path: Path,
 ) -> None:
-    worker = start_worker(redis_url, tmp_path, session_id, WORKER_IDLE_TIMEOUT_S="0.5")
+    worker = start_worker(
+        redis_url, tmp_path, session_id, results=results, WORKER_IDLE_TIMEOUT_S="0.5"
+    )
     results.wait_for_state("ready")
     client_ttl_s = 3.0
     redis_client.set(KEYS.client(session_id), "{}", px=int(client_ttl_s * 1000))
@@ -190,7 +208,7 @@ def test_idle_worker_waits_for_client_heartbeat(
     lived_s = time.monotonic() - key_set_at
     worker.stop()
 
-    assert exit_code == 0
+    assert exit_code == 0, worker.log_text()
     # The worker may only leave once the client heartbeat key has expired.
     assert lived_s >= client_ttl_s - 0.2
 
@@ -202,13 +220,15 @@ def test_unknown_dataset_fails_with_names(
     results: Results,
     tmp_path: Path,
 ) -> None:
-    worker = start_worker(redis_url, tmp_path, session_id, dataset="no-such-data")
+    worker = start_worker(
+        redis_url, tmp_path, session_id, results=results, dataset="no-such-data"
+    )
 
     exit_code = wait_exit(worker, 60)
     failed = results.wait_for_state("failed", 10)["params"]
     worker.stop()
 
-    assert exit_code == 2
+    assert exit_code == 2, worker.log_text()
     assert "no-such-data" in failed["message"]
     assert "flights" in failed["message"]
     document = heartbeat(redis_client, session_id)
@@ -232,14 +252,19 @@ def test_missing_file_fails_with_path(
         )
     )
     worker = start_worker(
-        redis_url, tmp_path, session_id, dataset="gone", BELLHOP_CATALOG=str(catalog)
+        redis_url,
+        tmp_path,
+        session_id,
+        dataset="gone",
+        results=results,
+        BELLHOP_CATALOG=str(catalog),
     )
 
     exit_code = wait_exit(worker, 60)
     failed = results.wait_for_state("failed", 10)["params"]
     worker.stop()
 
-    assert exit_code == 2
+    assert exit_code == 2, worker.log_text()
     assert "gone.csv" in failed["message"]
     assert heartbeat(redis_client, session_id)["state"] == "failed"
     assert "dataset failed" in worker.log_text()
@@ -256,7 +281,7 @@ def test_parked_batch_answered_first(
     for month in (1, 2, 3):
         redis_client.lpush(KEYS.inflight(session_id), month_filter(month))
     push(redis_client, session_id, month_filter(4))
-    worker = start_worker(redis_url, tmp_path, session_id)
+    worker = start_worker(redis_url, tmp_path, session_id, results=results)
 
     results.wait_for_response("month-4", 120)
     worker.stop()
@@ -273,22 +298,25 @@ def test_sigkilled_batch_answered_by_next_worker(
     results: Results,
     tmp_path: Path,
 ) -> None:
-    request_ids = [f"k-{i}" for i in range(60)]
+    request_ids = [f"k-{i}" for i in range(12)]
     first = start_worker(redis_url, tmp_path, session_id, name="first")
-    push(redis_client, session_id, *[heavy_filter(i) for i in request_ids])
+    push(redis_client, session_id, *[slow_compute(i) for i in request_ids])
     # Kill the worker as soon as its batch is in inflight.
     wait_until(lambda: redis_client.llen(KEYS.inflight(session_id)) > 0, 120, 0.005)
     os.kill(first.pid, signal.SIGKILL)
     first.stop()
     parked = redis_client.llen(KEYS.inflight(session_id))
 
-    second = start_worker(redis_url, tmp_path, session_id, name="second")
-    results.wait_for_response("k-59", 120)
+    second = start_worker(
+        redis_url, tmp_path, session_id, results=results, name="second"
+    )
+    results.wait_for_response("k-11", 120)
     second.stop()
 
     assert parked > 0
     answered = {m["id"] for m in results.responses()}
     assert answered == set(request_ids)
+    assert all("result" in m for m in results.responses())
     assert redis_client.llen(KEYS.inflight(session_id)) == 0
 
 
@@ -302,6 +330,6 @@ def test_unreachable_redis_gives_up(tmp_path: Path) -> None:
     worker.stop()
 
     log = worker.log_text()
-    assert exit_code == 1
+    assert exit_code == 1, log
     assert "retrying in" in log
     assert "giving up" in log

@@ -45,7 +45,9 @@ def served(
     session_id = new_session_id()
     results = Results(redis_url, session_id)
     log_dir: Path = tmp_path_factory.mktemp("worker-serving")
-    worker = start_worker(redis_url, log_dir, session_id, WORKER_ID="w-serving1")
+    worker = start_worker(
+        redis_url, log_dir, session_id, results=results, WORKER_ID="w-serving1"
+    )
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     results.wait_for_state("ready")
     yield Served(session_id, worker, results, client)

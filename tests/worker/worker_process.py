@@ -36,8 +36,10 @@ def start_worker(
     session_id: str,
     dataset: str = "flights",
     name: str = "worker",
+    results: Results | None = None,
     **env: str,
 ) -> ServiceProcess:
+    """Start a worker; results, if given, then fails fast when the worker dies."""
     argv = [
         str(VENV_BIN / "bellhop-worker"),
         "--session",
@@ -45,9 +47,12 @@ def start_worker(
         "--dataset",
         dataset,
     ]
-    return ServiceProcess(
+    worker = ServiceProcess(
         name, argv, service_env(redis_url, **{**FAST_ENV, **env}), log_dir
     )
+    if results is not None:
+        results.watch(worker)
+    return worker
 
 
 def rpc(method: str, request_id: Any, **params: Any) -> str:
@@ -83,9 +88,14 @@ class Results:
 
     def __init__(self, redis_url: str, session_id: str) -> None:
         self._client = redis.Redis.from_url(redis_url, decode_responses=True)
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = self._client.pubsub()
         self._pubsub.subscribe(KEYS.results(session_id))
         self.messages: list[Any] = []
+        self._worker: ServiceProcess | None = None
+
+    def watch(self, worker: ServiceProcess) -> None:
+        """Make waits fail at once, with the log, when worker exits silently."""
+        self._worker = worker
 
     def close(self) -> None:
         self._pubsub.close()
@@ -95,15 +105,39 @@ class Results:
         """Return the first message so far or to come that matches predicate."""
         deadline = time.monotonic() + timeout_s
         while True:
-            for message in self.messages:
-                if predicate(message):
-                    return message
+            found = self._find(predicate)
+            if found is not None:
+                return found
             if time.monotonic() > deadline:
                 pytest.fail(
                     f"no matching message on the results channel in {timeout_s} s; "
                     f"got {self.messages[-5:]!r}"
                 )
+            if self._has_exited():
+                return self._find_after_exit(predicate)
             self._receive(0.1)
+
+    def _find(self, predicate: Callable[[Any], bool]) -> Any:
+        return next((m for m in self.messages if predicate(m)), None)
+
+    def _find_after_exit(self, predicate: Callable[[Any], bool]) -> Any:
+        # The worker published everything before it exited; read what is left.
+        self.drain(0.5)
+        found = self._find(predicate)
+        if found is None:
+            assert self._worker is not None
+            pytest.fail(
+                f"the worker exited with status {self._worker.proc.returncode} "
+                f"before the expected message; its log ends:\n{self._log_tail()}"
+            )
+        return found
+
+    def _has_exited(self) -> bool:
+        return self._worker is not None and self._worker.proc.poll() is not None
+
+    def _log_tail(self) -> str:
+        assert self._worker is not None
+        return "\n".join(self._worker.log_text().splitlines()[-30:])
 
     def wait_for_state(self, state: str, timeout_s: float = READY_TIMEOUT_S) -> Any:
         return self.wait_for(lambda m: state_of(m) == state, timeout_s)
@@ -129,10 +163,12 @@ class Results:
             pass
 
     def _receive(self, timeout_s: float) -> bool:
+        """Read one pub/sub message; return False when none came in timeout_s."""
         message = self._pubsub.get_message(timeout=timeout_s)
-        if message is None or message["type"] != "message":
+        if message is None:
             return False
-        self.messages.append(json.loads(message["data"]))
+        if message["type"] == "message":
+            self.messages.append(json.loads(message["data"]))
         return True
 
 

@@ -30,6 +30,28 @@ def _session_id(value: str) -> str:
     return value
 
 
+_VALUE_OPTIONS = ("--session", "--dataset", "--user")
+
+
+def _join_option_values(argv: list[str]) -> list[str]:
+    """Rewrite `--session VALUE` as `--session=VALUE`.
+
+    Session ids are URL-safe base64 and may start with "-", which argparse
+    would otherwise read as an option instead of the value.
+    """
+    joined: list[str] = []
+    position = 0
+    while position < len(argv):
+        arg = argv[position]
+        if arg in _VALUE_OPTIONS and position + 1 < len(argv):
+            joined.append(f"{arg}={argv[position + 1]}")
+            position += 2
+        else:
+            joined.append(arg)
+            position += 1
+    return joined
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bellhop-worker",
@@ -45,7 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--user", default=None, help="user id, bound in per-user dataset queries"
     )
-    return parser.parse_args(argv)
+    return parser.parse_args(
+        _join_option_values(sys.argv[1:] if argv is None else argv)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
