@@ -1,10 +1,13 @@
-"""Fixtures for the deployment checks: the linters from the dev dependencies."""
+"""Fixtures for the deployment checks: linters and replayed image environments."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from image_builds import build_image_venv
 from support import VENV_BIN, skip_or_fail
 
 
@@ -30,3 +33,19 @@ def shellcheck() -> str:
 @pytest.fixture(scope="session")
 def uv() -> str:
     return find_tool("uv")
+
+
+@pytest.fixture(scope="session")
+def image_venv(
+    uv: str, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], Path]:
+    """Return a function that replays a service image's builder stage once."""
+    built: dict[str, Path] = {}
+
+    def build(service: str) -> Path:
+        if service not in built:
+            scratch = tmp_path_factory.mktemp(f"{service}-image")
+            built[service] = build_image_venv(service, uv, scratch)
+        return built[service]
+
+    return build

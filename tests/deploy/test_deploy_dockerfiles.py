@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from dockerfile_checks import (
     parse_dockerfile,
     split_flags,
 )
-from image_builds import build_image_venv, dockerfile_of
+from image_builds import dockerfile_of
 from support import REPO
 
 SERVICES = ("worker", "orchestrator", "gateway")
@@ -150,8 +151,10 @@ def test_uv_version_matches_makefile() -> None:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_builder_installs_the_package(service: str, uv: str, tmp_path: Path) -> None:
-    venv = build_image_venv(service, uv, tmp_path)
+def test_builder_installs_the_package(
+    service: str, image_venv: Callable[[str], Path]
+) -> None:
+    venv = image_venv(service)
 
     scripts, absent_module = IMAGE_CONTENTS[service]
     for script in scripts:

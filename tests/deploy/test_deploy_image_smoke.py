@@ -14,28 +14,26 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-import psycopg
 import pytest
 import redis
 from dockerfile_checks import env_values
-from image_builds import build_image_venv, dockerfile_of
+from image_builds import dockerfile_of
+from postgres_admin import ADMIN_URL, connect_admin
 from psycopg import sql
 from support import (
     REPO,
     ServiceProcess,
     free_port,
     pid_alive,
-    skip_or_fail,
     wait_until,
 )
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TOKEN = secrets.token_urlsafe(24)
 CATALOG = REPO / "deploy" / "catalog" / "datasets.json"
 LOADER = REPO / "deploy" / "postgres" / "load_flights.py"
@@ -54,10 +52,7 @@ def image_env(service: str, venv: Path, **overrides: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def flights_schema() -> Iterator[str]:
     """Load flights into a schema of the test database for flights-pg."""
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        skip_or_fail(f"PostgreSQL at {ADMIN_URL} is unreachable: {exc}")
+    admin = connect_admin()
     name = f"deploy_smoke_{secrets.token_hex(4)}"
     loaded = subprocess.run(
         [sys.executable, str(LOADER), "--database-url", ADMIN_URL, "--schema", name],
@@ -74,12 +69,12 @@ def flights_schema() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def orchestrator(
     redis_url: str,
-    uv: str,
+    image_venv: Callable[[str], Path],
     flights_schema: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, ServiceProcess]]:
-    scratch = tmp_path_factory.mktemp("orchestrator-image")
-    venv = build_image_venv("orchestrator", uv, scratch)
+    scratch = tmp_path_factory.mktemp("orchestrator-run")
+    venv = image_venv("orchestrator")
     port = free_port()
     # The catalog names the table `flights`; search_path points it at the
     # test's schema, as a libpq option inside the URL.
@@ -171,9 +166,9 @@ def test_orchestrator_image_runs_flights_pg(
 
 
 def test_gateway_image_serves_page_files(
-    redis_url: str, uv: str, tmp_path: Path
+    redis_url: str, image_venv: Callable[[str], Path], tmp_path: Path
 ) -> None:
-    venv = build_image_venv("gateway", uv, tmp_path / "image")
+    venv = image_venv("gateway")
     web_dir = tmp_path / "web"
     shutil.copytree(REPO / "services" / "gateway" / "web", web_dir)
     port = free_port()
@@ -208,8 +203,8 @@ def test_gateway_image_serves_page_files(
 
 
 @pytest.fixture(scope="module")
-def worker_venv(uv: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_image_venv("worker", uv, tmp_path_factory.mktemp("worker-image"))
+def worker_venv(image_venv: Callable[[str], Path]) -> Path:
+    return image_venv("worker")
 
 
 def test_worker_image_runs_alone(
@@ -238,11 +233,7 @@ def test_worker_image_runs_alone(
 
 def test_loader_runs_in_worker_image(worker_venv: Path) -> None:
     schema = f"deploy_smoke_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        skip_or_fail(f"PostgreSQL at {ADMIN_URL} is unreachable: {exc}")
-    with admin:
+    with connect_admin() as admin:
         result = subprocess.run(
             [str(worker_venv / "bin" / "python"), str(LOADER), "--schema", schema],
             env={"DATABASE_URL": ADMIN_URL, "PATH": "/usr/bin:/bin"},

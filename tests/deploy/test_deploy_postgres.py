@@ -19,12 +19,10 @@ import psycopg
 import pyarrow.compute as pc
 import pytest
 from bellhop_shared.catalog import load_catalog, resolve
+from postgres_admin import ADMIN_URL, connect_admin
 from psycopg import sql
-from support import REPO, skip_or_fail
+from support import REPO
 
-ADMIN_URL = os.environ.get(
-    "BELLHOP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 LOADER = REPO / "deploy" / "postgres" / "load_flights.py"
 INIT_SCRIPT = REPO / "deploy" / "postgres" / "initdb" / "10-create-reader-role.sh"
 CATALOG = REPO / "deploy" / "catalog" / "datasets.json"
@@ -33,11 +31,7 @@ FLIGHTS_ROWS = 336_776
 
 @pytest.fixture(scope="module")
 def admin() -> Iterator[psycopg.Connection]:
-    try:
-        conn = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        skip_or_fail(f"PostgreSQL at {ADMIN_URL} is unreachable: {exc}")
-    with conn:
+    with connect_admin() as conn:
         yield conn
 
 
