@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,13 @@ import pytest
 import redis
 from bellhop_shared.keys import new_session_id
 from flights_csv import matching_rows
-from support import free_port, wait_until
+from support import (
+    find_redis_server,
+    free_port,
+    skip_or_fail,
+    wait_for_port,
+    wait_until,
+)
 from worker_process import (
     KEYS,
     Results,
@@ -333,3 +340,49 @@ def test_unreachable_redis_gives_up(tmp_path: Path) -> None:
     assert exit_code == 1, log
     assert "retrying in" in log
     assert "giving up" in log
+
+
+def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    binary = find_redis_server()
+    if binary is None:
+        skip_or_fail("no redis-server binary for the restart test")
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    server = subprocess.Popen(
+        [*argv, "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port)
+    return server
+
+
+def test_worker_survives_redis_restart(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    session_id = new_session_id()
+    server = start_redis(port, tmp_path)
+    results = Results(url, session_id)
+    worker = start_worker(url, tmp_path, session_id, results=results)
+    try:
+        results.wait_for_state("ready")
+        results.close()
+        server.terminate()
+        server.wait(10)
+        # Keep Redis down until the worker's own retry loop has noticed.
+        wait_until(lambda: "retrying in" in worker.log_text(), 60)
+        server = start_redis(port, tmp_path)
+
+        results = Results(url, session_id)
+        client = redis.Redis.from_url(url, decode_responses=True)
+        push(client, session_id, rpc("ping", "after-restart"))
+        response = results.wait_for_response("after-restart", 60)
+        alive = worker.proc.poll() is None
+        client.close()
+    finally:
+        worker.stop()
+        results.close()
+        server.terminate()
+        server.wait(10)
+
+    assert response["result"]["pong"] is True
+    assert alive
