@@ -12,7 +12,8 @@
 #
 # Before it changes anything, the script checks that docker and the heroku
 # CLI are installed, Docker is running, you are logged in to Heroku, both apps
-# exist, and each app has the config vars its *.env.example file requires.
+# exist, each app has the config vars its *.env.example file requires, and
+# both apps share one REDIS_URL and one ORCHESTRATOR_TOKEN.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -174,12 +175,22 @@ check_orchestrator_config() {
     die "app $app has PROVIDER=$provider; set PROVIDER=heroku so workers run as one-off dynos"
   heroku_app="$(heroku config:get HEROKU_APP -a "$app")"
   [ "$heroku_app" = "$app" ] ||
-    die "app $app has HEROKU_APP=$heroku_app; set it to $app, the app that holds the worker image"
+    die "app $app has HEROKU_APP=$heroku_app; set it to $app, the app that runs the worker dynos"
   dyno_type="$(heroku config:get HEROKU_DYNO_TYPE -a "$app")"
   dyno_type="${dyno_type:-worker}"
   if [ "$dyno_type" = web ] || ! has_image orchestrator "$dyno_type"; then
     die "app $app has HEROKU_DYNO_TYPE=$dyno_type, which is not a worker image in images.conf"
   fi
+}
+
+# Both apps must use one Redis and one token; the values stay unprinted.
+check_shared_config() {
+  local name
+  for name in REDIS_URL ORCHESTRATOR_TOKEN; do
+    [ "$(heroku config:get "$name" -a "$gateway_app")" = \
+      "$(heroku config:get "$name" -a "$orchestrator_app")" ] ||
+      die "$name differs between $gateway_app and $orchestrator_app; both apps need the same value"
+  done
 }
 
 check_apps() {
@@ -192,6 +203,9 @@ check_apps() {
       check_config_vars "$role" "$app"
     fi
   done
+  if [ "$check_config" -eq 1 ] && [ -z "$only" ]; then
+    check_shared_config
+  fi
 }
 
 # Heroku runs linux/amd64 images. --provenance=false: Heroku's registry

@@ -3,7 +3,7 @@
 The builder's COPY sources are copied (minus what .dockerignore drops) into a
 scratch directory, and its `uv` RUN commands run there offline against the uv
 cache that `make install` filled, into a scratch virtual environment that
-stands in for the image's /app/.venv.
+replaces the image's /app/.venv.
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ echo "$(basename "$0") $*" >> "$STAND_IN_LOG"
 [ "$(basename "$0")" = heroku ] || exit 0
 [ "$1" = config:get ] || exit 0
 case " ${MISSING_VARS:-} " in *" $2 "*) exit 0 ;; esac
+if [ "$2" = "${DIFFERING_VAR:-}" ] && [ "$4" = bh-gateway ]; then
+  echo "gateway-only value"; exit 0
+fi
 case "$2" in
   PROVIDER) echo "${PROVIDER_VALUE:-heroku}" ;;
   HEROKU_APP) echo "${HEROKU_APP_VALUE:-bh-orchestrator}" ;;
@@ -316,6 +319,20 @@ def test_deploy_rejects_wrong_orchestrator_config(
 
     assert result.returncode == 1
     assert message in result.stderr
+    assert not [c for c in calls if c.startswith("docker build")]
+
+
+@pytest.mark.parametrize("name", ["REDIS_URL", "ORCHESTRATOR_TOKEN"])
+def test_deploy_rejects_unshared_config(tmp_path: Path, name: str) -> None:
+    result, calls = run_deploy(
+        tmp_path, GATEWAY_APP, ORCHESTRATOR_APP, DIFFERING_VAR=name
+    )
+
+    assert result.returncode == 1
+    assert (
+        f"{name} differs between {GATEWAY_APP} and {ORCHESTRATOR_APP}" in result.stderr
+    )
+    assert "gateway-only value" not in result.stderr
     assert not [c for c in calls if c.startswith("docker build")]
 
 

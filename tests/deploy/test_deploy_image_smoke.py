@@ -1,6 +1,6 @@
 """The images' Python environments, run as the images would run them.
 
-Each environment is the builder stage replayed (image_builds), so it holds
+Each environment is the builder stage replayed (image_builds), so it contains
 the non-editable packages and nothing from the checkout. The orchestrator
 runs from it with its image ENV and the catalog file the image copies, on a
 free loopback port, and starts a real worker for flights-pg. The gateway
@@ -194,7 +194,7 @@ def test_gateway_image_serves_page_files(
             served = httpx.get(f"{url}/static/{name}")
             assert served.status_code == 200, name
             assert served.content == (web_dir / name).read_bytes()
-        # Without socket.io-client in GATEWAY_NODE_MODULES, the page says so.
+        # Without socket.io-client in GATEWAY_NODE_MODULES, the page returns 503.
         page = httpx.get(url)
         assert page.status_code == 503
         assert "npm ci" in page.text
