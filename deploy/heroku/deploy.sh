@@ -11,9 +11,10 @@
 # walkthrough, including the one-time app setup this script expects.
 #
 # Before it changes anything, the script checks that docker and the heroku
-# CLI are installed, Docker is running, you are logged in to Heroku, both apps
-# exist, each app has the config vars its *.env.example file requires, and
-# both apps share one REDIS_URL and one ORCHESTRATOR_TOKEN.
+# CLI are installed, Docker is running and you are logged in to Heroku. It
+# then checks that both apps exist, that each has the config vars its
+# *.env.example file requires, and that both share one REDIS_URL and one
+# ORCHESTRATOR_TOKEN.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
