@@ -18,8 +18,8 @@ GATEWAY_SECRET = "gateway-test-secret-of-at-least-32-bytes"
 # Small limits and short timeouts, so each test reaches them quickly.
 TEST_SETTINGS = {
     "GATEWAY_HOST": "127.0.0.1",
-    "GATEWAY_RESUME_GRACE_S": "3",
-    "GATEWAY_RPC_TIMEOUT_S": "3",
+    "GATEWAY_RESUME_GRACE_S": "5",
+    "GATEWAY_RPC_TIMEOUT_S": "5",
     "GATEWAY_MAX_MESSAGE_BYTES": "4096",
     "GATEWAY_RATE_LIMIT": "5",
     "GATEWAY_RATE_BURST": "10",

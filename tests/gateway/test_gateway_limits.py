@@ -62,7 +62,8 @@ def test_flood_is_rate_limited(
 
     answered = [r for r in responses if "result" in r]
     limited = [r for r in responses if r.get("error", {}).get("code") == RATE_LIMITED]
-    assert len(answered) + len(limited) == 40
+    others = [r for r in responses if r not in answered and r not in limited]
+    assert others == []
     assert limited, "40 requests at once must exceed a burst of 10"
     assert len(answered) >= 10
     assert "retry in" in limited[0]["error"]["message"]

@@ -6,11 +6,12 @@ import asyncio
 from typing import Any
 
 import redis
+from conftest import TEST_SETTINGS
 from gateway_client import GatewayClient, Refused, request, run
 from gateway_fakes import KEYS, FakeOrchestrator
 from support import wait_until
 
-GRACE_S = 3.0  # GATEWAY_RESUME_GRACE_S of the test gateways
+GRACE_S = float(TEST_SETTINGS["GATEWAY_RESUME_GRACE_S"])
 
 
 async def started_session(url: str) -> GatewayClient:
@@ -171,3 +172,33 @@ def test_zero_grace_deletes_at_once(
     session_id = run(scenario())
 
     wait_until(lambda: orchestrator.calls_for(session_id, "DELETE"), 10)
+
+
+def test_resume_after_gateway_stops(
+    start_gateway: Any,
+    second_gateway: Any,
+    orchestrator: FakeOrchestrator,
+    redis_client: redis.Redis,
+) -> None:
+    doomed = start_gateway("g-doomed", GATEWAY_RESUME_GRACE_S="30")
+
+    async def connect_first() -> GatewayClient:
+        return await started_session(doomed.url)
+
+    first = run(connect_first())
+    doomed.process.stop()
+    assert "gateway g-doomed stopped" in doomed.log_text()
+
+    async def resume_elsewhere() -> Any:
+        second = await resume(second_gateway.url, first.session_id, first.resume_token)
+        try:
+            await second.wait_ready()
+            return await second.rpc(request(5, "whoami"))
+        finally:
+            await second.close()
+
+    answer = run(resume_elsewhere())
+
+    assert answer["result"]["session_id"] == first.session_id
+    assert len(orchestrator.calls_for(first.session_id, "POST")) == 1
+    assert orchestrator.calls_for(first.session_id, "DELETE") == []

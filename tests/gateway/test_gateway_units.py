@@ -1,0 +1,218 @@
+"""The gateway's pure parts: message preparation, acks, auth and settings."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+import pytest
+from bellhop_gateway.auth import read_connect_request
+from bellhop_gateway.rpc import (
+    IdRewriter,
+    build_ack,
+    decode_payload,
+    error_ack,
+    prepare,
+)
+from bellhop_gateway.settings import GatewaySettings
+from bellhop_shared.jsonrpc import RpcError
+from pydantic import ValidationError
+from socketio.exceptions import ConnectionRefusedError
+
+SECRET = "unit-test-secret-that-is-long-enough"
+
+
+def test_prepare_rewrites_each_request_id() -> None:
+    prepared = prepare(
+        [
+            {"jsonrpc": "2.0", "id": 1, "method": "a"},
+            {"jsonrpc": "2.0", "id": 1, "method": "b"},
+            {"jsonrpc": "2.0", "method": "note"},
+        ],
+        IdRewriter("g-unit"),
+    )
+
+    assert [request.get("id") for request in prepared.queued] == [
+        "g-unit:1",
+        "g-unit:2",
+        None,
+    ]
+    assert prepared.expected_ids == ["g-unit:1", "g-unit:2"]
+    assert [slot.original_id for slot in prepared.slots] == [1, 1, None]
+    assert prepared.cost == 3
+
+
+def test_build_ack_restores_order_and_ids() -> None:
+    prepared = prepare(
+        [
+            {"jsonrpc": "2.0", "id": "x", "method": "a"},
+            {"jsonrpc": "2.0", "method": "note"},
+            {"id": 9},
+            {"jsonrpc": "2.0", "id": "y", "method": "b"},
+        ],
+        IdRewriter("g"),
+    )
+    responses = {
+        "g:2": {"jsonrpc": "2.0", "id": "g:2", "result": "B"},
+        "g:1": {"jsonrpc": "2.0", "id": "g:1", "result": "A"},
+    }
+
+    ack = build_ack(prepared, responses)
+
+    assert [entry["id"] for entry in ack] == ["x", 9, "y"]
+    assert ack[0]["result"] == "A"
+    assert ack[1]["error"]["code"] == -32600
+    assert ack[2]["result"] == "B"
+
+
+def test_build_ack_marks_missing_batch_entry() -> None:
+    prepared = prepare(
+        [
+            {"jsonrpc": "2.0", "id": 1, "method": "a"},
+            {"jsonrpc": "2.0", "id": 2, "method": "b"},
+        ],
+        IdRewriter("g"),
+    )
+
+    ack = build_ack(prepared, {"g:1": {"jsonrpc": "2.0", "id": "g:1", "result": 1}})
+
+    assert ack[0]["result"] == 1
+    assert ack[1]["id"] == 2
+    assert ack[1]["error"]["code"] == -32603
+
+
+def test_error_ack_for_notifications_has_null_id() -> None:
+    prepared = prepare({"jsonrpc": "2.0", "method": "note"}, IdRewriter("g"))
+
+    ack = error_ack(prepared, -32001, "Rate limited.")
+
+    assert ack == {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": -32001, "message": "Rate limited."},
+    }
+
+
+def test_single_request_ack_is_object() -> None:
+    prepared = prepare({"jsonrpc": "2.0", "id": 5, "method": "a"}, IdRewriter("g"))
+
+    ack = error_ack(prepared, -32000, "Timed out.")
+
+    assert ack["id"] == 5
+    assert prepared.item_text() == '{"jsonrpc":"2.0","id":"g:1","method":"a"}'
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ("x" * 101, -32003),
+        ({"blob": "y" * 100}, -32003),
+        ("{not json", -32700),
+        ("", -32700),
+    ],
+)
+def test_decode_payload_errors(payload: Any, code: int) -> None:
+    with pytest.raises(RpcError) as raised:
+        decode_payload(payload, max_bytes=100)
+
+    assert raised.value.code == code
+
+
+def test_decode_payload_counts_utf8_bytes() -> None:
+    with pytest.raises(RpcError):
+        decode_payload('"' + "é" * 50 + '"', max_bytes=100)
+    assert decode_payload('"' + "e" * 50 + '"', max_bytes=100) == "e" * 50
+
+
+def test_empty_batch_is_invalid() -> None:
+    with pytest.raises(RpcError) as raised:
+        prepare([], IdRewriter("g"))
+
+    assert raised.value.code == -32600
+
+
+def refusal_code(auth: Any, secret: str | None) -> str:
+    with pytest.raises(ConnectionRefusedError) as raised:
+        read_connect_request(auth, secret)
+    code: str = raised.value.error_args["data"]["code"]
+    return code
+
+
+def test_connect_request_defaults_to_flights() -> None:
+    request = read_connect_request(None, None)
+
+    assert request.dataset == "flights"
+    assert request.user is None
+    assert not request.is_resume
+
+
+def test_connect_request_reads_resume() -> None:
+    request = read_connect_request({"session": "s" * 43, "resume": "token"}, None)
+
+    assert request.is_resume
+    assert request.session_id == "s" * 43
+    assert request.resume_token == "token"
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        ["dataset"],
+        {"dataset": 5},
+        {"session": "s" * 43},
+        {"resume": "token"},
+        {"dataset": ""},
+    ],
+)
+def test_connect_request_rejects_malformed_auth(auth: Any) -> None:
+    assert refusal_code(auth, None) == "invalid_auth"
+
+
+def test_connect_request_rejects_malformed_session_id() -> None:
+    assert refusal_code({"session": "../x", "resume": "t"}, None) == "session_not_found"
+
+
+def test_connect_request_reads_token_subject() -> None:
+    token = jwt.encode({"sub": "bob", "exp": int(time.time()) + 60}, SECRET, "HS256")
+
+    request = read_connect_request({"token": token}, SECRET)
+
+    assert request.user == "bob"
+
+
+def test_token_signed_with_none_rejected() -> None:
+    token = jwt.encode({"sub": "bob"}, None, algorithm="none")
+
+    assert refusal_code({"token": token}, SECRET) == "invalid_token"
+
+
+def test_settings_reject_short_secret() -> None:
+    with pytest.raises(ValidationError) as raised:
+        GatewaySettings(gateway_secret="short")
+
+    assert "32 bytes" in str(raised.value)
+
+
+def test_settings_empty_secret_means_anonymous() -> None:
+    assert GatewaySettings(gateway_secret="").gateway_secret is None
+
+
+def test_settings_reject_heartbeat_not_below_ttl() -> None:
+    with pytest.raises(ValidationError):
+        GatewaySettings(gateway_client_ttl_s=5, gateway_client_heartbeat_s=5)
+
+
+@pytest.mark.parametrize(
+    ("raw", "parsed"),
+    [
+        ("", None),
+        ("*", "*"),
+        (
+            "https://a.example, https://b.example",
+            ["https://a.example", "https://b.example"],
+        ),
+    ],
+)
+def test_settings_cors_origins(raw: str, parsed: Any) -> None:
+    assert GatewaySettings(gateway_cors_origins=raw).cors_origins == parsed
