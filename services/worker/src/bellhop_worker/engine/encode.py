@@ -100,5 +100,5 @@ def _encode_small_ints(
 
 
 def _sample_exceeds(present: np.ndarray, max_distinct: int) -> bool:
-    sample = present[:_SAMPLE_ROWS]
-    return len(np.unique(sample)) > max_distinct
+    # A set, not np.unique, which imports numpy.ma on its first call.
+    return len(set(present[:_SAMPLE_ROWS].tolist())) > max_distinct
