@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 from bellhop_shared.keys import Keys, new_session_id
-
 from bellhop_worker.queue import RequestQueue, connect_raw
 from support import wait_until
 
@@ -28,7 +28,9 @@ def session_id() -> str:
     return new_session_id()
 
 
-def make_queue(client: redis.Redis, session_id: str, max_batch: int = 100) -> RequestQueue:
+def make_queue(
+    client: redis.Redis, session_id: str, max_batch: int = 100
+) -> RequestQueue:
     return RequestQueue(client, KEYS, session_id, max_batch)
 
 
@@ -120,7 +122,7 @@ def test_queue_acknowledge_publishes_then_removes(
     batch = queue.claim(0.2)
 
     queue.acknowledge(batch[0], '{"answer": 1}')
-    message = wait_until(lambda: pubsub.get_message(timeout=0.1), 5)
+    message: Any = wait_until(lambda: pubsub.get_message(timeout=0.1), 5)
     pubsub.close()
 
     assert message["data"] == '{"answer": 1}'

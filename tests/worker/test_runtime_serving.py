@@ -27,7 +27,7 @@ from worker_process import (
     start_worker,
 )
 
-WHERE = {"carrier": ["UA", "DL"], "origin": ["JFK"], "month": [7]}
+WHERE: dict[str, Any] = {"carrier": ["UA", "DL"], "origin": ["JFK"], "month": [7]}
 
 
 @dataclass

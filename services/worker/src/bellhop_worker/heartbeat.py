@@ -65,7 +65,11 @@ class Heartbeat:
             self.write()
         except redis.RedisError as exc:
             if not self._failing:
-                logger.warning("heartbeat write failed, retrying error=%s", exc)
+                logger.warning(
+                    "heartbeat write failed, retrying in %.1f s error=%s",
+                    self._interval_s,
+                    exc,
+                )
             self._failing = True
             return
         if self._failing:

@@ -64,8 +64,13 @@ class RequestQueue:
         batch = self._drain_into_inflight()
         if batch:
             return batch
+        # Redis 6+ takes a fractional timeout; redis-py's annotation says int.
         first = self._client.blmove(
-            self._queue, self._inflight, block_timeout_s, "RIGHT", "LEFT"
+            self._queue,
+            self._inflight,
+            block_timeout_s,  # type: ignore[arg-type]
+            "RIGHT",
+            "LEFT",
         )
         if first is None:
             return []
@@ -80,7 +85,8 @@ class RequestQueue:
         with self._client.pipeline(transaction=True) as pipe:
             if response is not None:
                 pipe.publish(self._results, response)
-            pipe.lrem(self._inflight, -1, item)
+            # redis-py's annotation says str, but it sends bytes unchanged.
+            pipe.lrem(self._inflight, -1, item)  # type: ignore[arg-type]
             pipe.execute()
 
     def inflight_length(self) -> int:
