@@ -83,7 +83,7 @@ class Results:
     """A subscription to a session's results channel that keeps every message.
 
     Subscribe before starting the worker or pushing requests: pub/sub drops
-    messages published while nobody listens.
+    messages published while no client is subscribed.
     """
 
     def __init__(self, redis_url: str, session_id: str) -> None:

@@ -1,8 +1,8 @@
 """JSON-RPC 2.0 dispatch: one raw queue item in, one encoded response (or none) out.
 
-An item is whatever the gateway pushed: normally a request object or a batch
-array, but any bytes at all must get a JSON-RPC answer and never raise, so the
-requests queued behind a bad item are still served.
+An item is whatever the gateway pushed, normally a request object or a batch
+array. Any bytes at all get a JSON-RPC response (or none) without raising, so
+the requests queued behind a bad item are still served.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 Response = dict[str, Any]
 Params = dict[str, Any]
 
-# Longest method name echoed back in a "method not found" message.
+# Maximum length of a method name echoed back in an error message.
 _MAX_ECHOED_NAME = 64
 
 
@@ -61,7 +61,7 @@ class Dispatcher:
         return sorted(self._methods)
 
     def handle(self, raw: bytes | str) -> str | None:
-        """Answer one queue item; return the encoded response, or None for none."""
+        """Handle one queue item; return the encoded response, or None for none."""
         try:
             message = parse_json(raw)
         except RpcError as exc:
@@ -72,7 +72,7 @@ class Dispatcher:
         return None if response is None else encode(response)
 
     def handle_message(self, message: Any) -> Response | list[Response] | None:
-        """Answer one decoded request object or batch array."""
+        """Handle one decoded request object or batch array."""
         if isinstance(message, list):
             return self._handle_batch(message)
         return self._handle_single(message)

@@ -1,6 +1,6 @@
 """The session's request queue and its inflight list.
 
-The gateway LPUSHes items onto `queue`, so its right end holds the oldest. The
+The gateway LPUSHes items onto `queue`, so its right end has the oldest item. The
 worker moves items from the queue's right end onto the inflight list's left
 end, so inflight also keeps the oldest at the right. An item leaves inflight
 only in the same MULTI/EXEC transaction that publishes its response, so a
@@ -64,7 +64,7 @@ class RequestQueue:
         batch = self._drain_into_inflight()
         if batch:
             return batch
-        # Redis 6+ takes a fractional timeout; redis-py's annotation says int.
+        # Redis 6+ accepts a fractional timeout, but redis-py annotates it as int.
         first = self._client.blmove(
             self._queue,
             self._inflight,
@@ -85,7 +85,7 @@ class RequestQueue:
         with self._client.pipeline(transaction=True) as pipe:
             if response is not None:
                 pipe.publish(self._results, response)
-            # redis-py's annotation says str, but it sends bytes unchanged.
+            # redis-py annotates the value as str, but it sends bytes unchanged.
             pipe.lrem(self._inflight, -1, item)  # type: ignore[arg-type]
             pipe.execute()
 

@@ -13,8 +13,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Errors that a Redis restart, failover or network blip produce; anything else
-# (a wrong key type, a script error) is a bug that retrying cannot fix.
+# Errors that a Redis restart, failover or network blip produce. Any other
+# error (a wrong key type, a script error) is a bug that retrying cannot fix.
 RETRYABLE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
 
@@ -42,8 +42,8 @@ class RedisRetry:
         self._first_delay_s = first_delay_s
         self._max_delay_s = max_delay_s
 
-    def call(self, what: str, func: Callable[..., T], *args: Any) -> T:
-        """Return func(*args); `what` names the call in log lines."""
+    def call(self, operation: str, func: Callable[..., T], *args: Any) -> T:
+        """Return func(*args); `operation` names the call in log lines."""
         failing_since: float | None = None
         delay_s = self._first_delay_s
         while True:
@@ -51,26 +51,26 @@ class RedisRetry:
                 return func(*args)
             except RETRYABLE_ERRORS as exc:
                 failing_since = failing_since or time.monotonic()
-                self._wait_or_give_up(what, exc, failing_since, delay_s)
+                self._wait_or_give_up(operation, exc, failing_since, delay_s)
                 delay_s = min(delay_s * 2, self._max_delay_s)
 
     def _wait_or_give_up(
-        self, what: str, exc: Exception, failing_since: float, delay_s: float
+        self, operation: str, exc: Exception, failing_since: float, delay_s: float
     ) -> None:
         failing_s = time.monotonic() - failing_since
         if failing_s + delay_s > self._give_up_s or self._should_stop():
             logger.error(
                 "redis %s failed, giving up failing_s=%.1f error=%s",
-                what,
+                operation,
                 failing_s,
                 exc,
             )
             raise RedisUnavailable(
-                f"Redis did not answer {what} for {failing_s:.0f} s ({exc}); "
+                f"Redis {operation} failed for {failing_s:.0f} s ({exc}); "
                 "check REDIS_URL and that the server is up."
             ) from exc
         logger.warning(
-            "redis %s failed, retrying in %.1f s error=%s", what, delay_s, exc
+            "redis %s failed, retrying in %.1f s error=%s", operation, delay_s, exc
         )
         self._sleep(delay_s)
 

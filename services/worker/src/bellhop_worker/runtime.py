@@ -229,7 +229,7 @@ class WorkerRuntime:
         return ExitCode.DATASET_FAILED
 
     def _fail_quietly(self, message: str) -> None:
-        """Report an unexpected failure while Redis is reachable; never raise."""
+        """Report an unexpected failure if Redis is reachable; log any error instead."""
         self._stop_reason = self._stop_reason or "internal error"
         self._heartbeat.stop()
         try:

@@ -24,11 +24,11 @@ class WorkerSettings(BaseServiceSettings):
     )
     heartbeat_ttl_s: float = Field(default=15.0, gt=0, alias="WORKER_HEARTBEAT_TTL_S")
     # How long one BLMOVE waits for a request before the loop checks the idle
-    # timeout and the stop signals; it must stay below the socket timeout.
+    # timeout and the stop signals. It must stay below the socket timeout.
     block_timeout_s: float = Field(
         default=2.0, gt=0, lt=SOCKET_TIMEOUT_S, alias="WORKER_BLOCK_TIMEOUT_S"
     )
-    # The longest a Redis outage may last before the worker exits with status 1.
+    # Maximum length of a Redis outage before the worker exits with status 1.
     redis_give_up_s: float = Field(default=60.0, gt=0, alias="WORKER_REDIS_GIVE_UP_S")
     # The most queued requests moved into one batch; the rest wait for the next.
     max_batch: int = Field(default=1000, gt=0, alias="WORKER_MAX_BATCH")
