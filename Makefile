@@ -7,10 +7,11 @@ UV_VERSION := 0.13.9
 UV := $(VENV)/bin/uv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
+NODE_STAMP := services/gateway/node_modules/.installed
 
-.PHONY: install run demo test test-fast lint clean browser
+.PHONY: install run demo test lint bench bench-quick clean
 
-install: $(STAMP)
+install: $(STAMP) $(NODE_STAMP)
 
 # uv is installed into the project's own venv, then syncs the locked
 # workspace into it; --inexact keeps uv itself installed.
@@ -18,6 +19,12 @@ $(STAMP): uv.lock pyproject.toml shared/pyproject.toml services/*/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact --all-packages
+	@touch $@
+
+# The gateway serves socket.io-client to the browser page from npm's
+# node_modules; the package is never copied into the repository.
+$(NODE_STAMP): services/gateway/package.json services/gateway/package-lock.json
+	cd services/gateway && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 run: install
@@ -30,8 +37,8 @@ test: install
 	$(PY) -m pytest tests
 
 lint: install
-	$(PY) -m ruff check shared services tests bench
-	$(PY) -m ruff format --check shared services tests bench
+	$(PY) -m ruff check shared services tests bench scripts deploy
+	$(PY) -m ruff format --check shared services tests bench scripts deploy
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache
+	rm -rf $(VENV) .run .pytest_cache services/gateway/node_modules
