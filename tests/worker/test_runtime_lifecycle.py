@@ -101,7 +101,7 @@ def test_terminate_exits_zero_and_deletes_heartbeat(
     results.wait_for_state("ready")
     assert heartbeat(redis_client, session_id) is not None
 
-    # One LPUSH puts both in one batch: the ping after terminate is answered.
+    # One LPUSH puts both in one batch, so the ping after terminate gets a response.
     redis_client.lpush(
         KEYS.queue(session_id), rpc("terminate", "t-1"), rpc("ping", "t-2")
     )
