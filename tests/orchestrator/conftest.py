@@ -36,6 +36,23 @@ def orchestrator_factory(
     kill_workers(redis_url)
 
 
+@pytest.fixture(scope="module")
+def shared_orchestrator(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Orchestrator]:
+    orchestrator = start_orchestrator(redis_url, tmp_path_factory.mktemp("shared"))
+    yield orchestrator
+    orchestrator.stop()
+    kill_workers(redis_url)
+
+
 @pytest.fixture
-def orchestrator(orchestrator_factory: OrchestratorFactory) -> Orchestrator:
-    return orchestrator_factory()
+def orchestrator(
+    shared_orchestrator: Orchestrator, redis_client: redis.Redis
+) -> Orchestrator:
+    """The module's default orchestrator, on a Redis emptied for this test.
+
+    Workers of earlier tests lose their records with the flush, so the
+    orchestrator's reconciliation stops them as orphans.
+    """
+    return shared_orchestrator

@@ -52,7 +52,7 @@ class FakeHeroku:
         wait_until(lambda: self.dynos() == [], timeout_s)
 
 
-def _answers(url: str) -> bool:
+def _is_up(url: str) -> bool:
     try:
         return httpx.get(f"{url}/_fake/stats", timeout=1).status_code == 200
     except httpx.HTTPError:
@@ -87,7 +87,7 @@ def start_fake_heroku(
     argv = [sys.executable, "-m", "tests.fakes.heroku_api", "--port", str(port)]
     process = ServiceProcess("fake-heroku", argv, env, log_dir)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(url), 30)
+    wait_until(lambda: _is_up(url), 30)
     return FakeHeroku(url, process)
 
 

@@ -208,13 +208,13 @@ def test_max_workers_gives_503_with_retry_after(
     )
     first = orchestrator.create(dataset=DATASET)
     second = orchestrator.create(dataset=DATASET)
-    refused = orchestrator.create(dataset=DATASET)
+    over_limit = orchestrator.create(dataset=DATASET)
 
     assert first.status_code == 201
     assert second.status_code == 201
-    assert refused.status_code == 503
-    assert refused.headers["Retry-After"] == "7"
-    assert "MAX_WORKERS" in refused.json()["detail"]
+    assert over_limit.status_code == 503
+    assert over_limit.headers["Retry-After"] == "7"
+    assert "MAX_WORKERS" in over_limit.json()["detail"]
     deleted = orchestrator.request(
         "DELETE", f"/v1/sessions/{first.json()['session_id']}"
     )
@@ -275,7 +275,10 @@ def test_readyz_reports_redis(
     assert "hunter2" not in broken.process.log_text()
 
 
-def test_metrics_count_sessions_and_workers(orchestrator: Orchestrator) -> None:
+def test_metrics_count_sessions_and_workers(
+    orchestrator_factory: OrchestratorFactory,
+) -> None:
+    orchestrator = orchestrator_factory(LOCAL_WORKER_COMMAND=STANDIN_WORKER_COMMAND)
     session_id = orchestrator.create(dataset=DATASET).json()["session_id"]
     orchestrator.create(dataset=DATASET)
     orchestrator.request("DELETE", f"/v1/sessions/{session_id}")

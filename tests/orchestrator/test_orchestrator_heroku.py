@@ -253,15 +253,15 @@ def test_heroku_limit_gives_503(
     fake.configure(one_off_limit=1)
     orchestrator = orchestrator_factory(**heroku_env(fake), LIMIT_RETRY_AFTER_S="9")
 
-    refused_id = new_session_id()
+    over_limit_id = new_session_id()
     first = orchestrator.create(dataset=DATASET)
-    second = orchestrator.create(dataset=DATASET, session_id=refused_id)
+    second = orchestrator.create(dataset=DATASET, session_id=over_limit_id)
 
     assert first.status_code == 201
     assert second.status_code == 503
     assert second.headers["Retry-After"] == "9"
     assert "limit=1" in second.json()["detail"]
-    failed = orchestrator.record(refused_id)
+    failed = orchestrator.record(over_limit_id)
     assert failed is not None
     assert failed["state"] == "failed"
     assert "limit=1" in failed["ended_reason"]
@@ -297,7 +297,7 @@ def test_heroku_reconcile_stops_orphan_dyno(
     wait_until(lambda: [d["command"] for d in fake.dynos()] == ["sleep 60"], 20)
 
 
-def test_heroku_placeholder_token_is_refused(redis_url: str) -> None:
+def test_heroku_placeholder_token_is_rejected(redis_url: str) -> None:
     env = service_env(
         redis_url,
         PROVIDER="heroku",

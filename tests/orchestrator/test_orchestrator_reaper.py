@@ -133,7 +133,7 @@ def test_live_client_keeps_session(
     )
 
     # Several reaper intervals and grace periods pass with the client present.
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
         assert stored_record(redis_client, session_id)["state"] == "running"
         time.sleep(0.2)

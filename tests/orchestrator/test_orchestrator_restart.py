@@ -1,4 +1,4 @@
-"""A restarted orchestrator adopts the workers it knows and stops the rest."""
+"""A restarted orchestrator adopts the workers its records name and stops the rest."""
 
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ def test_restart_adopts_known_and_stops_unknown_workers(
 ) -> None:
     interval = {"REAPER_INTERVAL_S": f"{REAPER_INTERVAL_S:g}"}
     first = orchestrator_factory("first", **interval)
-    kept = [first.create(dataset=DATASET).json() for _ in range(2)]
+    known_records = [first.create(dataset=DATASET).json()]
     lost = first.create(dataset=DATASET).json()
-    for record in [*kept, lost]:
+    for record in [*known_records, lost]:
         sid = record["session_id"]
         wait_until(
             lambda sid=sid: record_of(redis_client, sid)["state"] == "running", 30
@@ -48,14 +48,14 @@ def test_restart_adopts_known_and_stops_unknown_workers(
     second = orchestrator_factory("second", **interval)
 
     wait_until(lambda: not pid_alive(ref_pid(lost)), 2 * REAPER_INTERVAL_S)
-    for record in kept:
+    for record in known_records:
         assert pid_alive(ref_pid(record))
         current = record_of(redis_client, record["session_id"])
         assert current["state"] == "running"
         assert current["provider_ref"] == record["provider_ref"]
     assert "is orphaned; stopping it reason=orphan" in second.process.log_text()
 
-    for record in kept:
+    for record in known_records:
         response = second.request("DELETE", f"/v1/sessions/{record['session_id']}")
         assert response.status_code == 200
         assert not pid_alive(ref_pid(record))

@@ -202,18 +202,20 @@ def _add_dyno_routes(app: FastAPI, state: FakeState) -> None:
         if not known_app(app_name):
             return _app_not_found(app_name)
         try:
-            wanted = parse_range(request.headers.get("range"))
+            requested = parse_range(request.headers.get("range"))
         except RangeError as exc:
             return heroku_error(416, "requested_range_not_satisfiable", str(exc))
         items = [d.to_api(settings.boot_s) for d in runner.app_dynos(app_name)]
-        page, more = apply_range(items, wanted)
+        page, more = apply_range(items, requested)
         response = JSONResponse(page, 206 if more else 200)
         response.headers["Accept-Ranges"] = "id, name"
         if page:
-            first, last = page[0][wanted.field], page[-1][wanted.field]
-            response.headers["Content-Range"] = f"{wanted.field} {first}..{last}"
+            first, last = page[0][requested.field], page[-1][requested.field]
+            response.headers["Content-Range"] = f"{requested.field} {first}..{last}"
         if more:
-            response.headers["Next-Range"] = wanted.next_range(page[-1][wanted.field])
+            response.headers["Next-Range"] = requested.next_range(
+                page[-1][requested.field]
+            )
         return response
 
     @app.get("/apps/{app_name}/dynos/{dyno_ref}")

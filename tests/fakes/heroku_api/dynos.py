@@ -63,7 +63,7 @@ class Dyno:
 
 
 class DynoRunner:
-    """Starts, stops and forgets dyno processes; the app's dynos by id."""
+    """Starts and stops dyno processes; `dynos` maps each running dyno's id to it."""
 
     def __init__(self, settings: FakeSettings) -> None:
         self.settings = settings
@@ -75,8 +75,8 @@ class DynoRunner:
         return [dyno for dyno in self.dynos.values() if dyno.app == app]
 
     async def start(self, dyno: Dyno) -> None:
-        taken = {d.name for d in self.dynos.values()}
-        while not dyno.name or dyno.name in taken:
+        used_names = {d.name for d in self.dynos.values()}
+        while not dyno.name or dyno.name in used_names:
             dyno.name = f"{dyno.type}.{random.randint(1000, 9999)}"
         env = {**os.environ, **self.settings.config_var_map, **dyno.env}
         env["DYNO"] = dyno.name

@@ -65,25 +65,27 @@ def _parse_options(text: str) -> dict[str, str]:
 
 
 def apply_range(
-    items: list[dict[str, Any]], wanted: Range
+    items: list[dict[str, Any]], requested: Range
 ) -> tuple[list[dict[str, Any]], bool]:
     """Return the page of items and whether more items follow it."""
-    ordered = sorted(items, key=lambda item: str(item[wanted.field]))
-    if wanted.descending:
+    ordered = sorted(items, key=lambda item: str(item[requested.field]))
+    if requested.descending:
         ordered.reverse()
-    selected = [item for item in ordered if _in_range(str(item[wanted.field]), wanted)]
-    return selected[: wanted.max], len(selected) > wanted.max
+    selected = [
+        item for item in ordered if _in_range(str(item[requested.field]), requested)
+    ]
+    return selected[: requested.max], len(selected) > requested.max
 
 
-def _in_range(value: str, wanted: Range) -> bool:
+def _in_range(value: str, requested: Range) -> bool:
     before, after = (
         (lambda a, b: a > b, lambda a, b: a < b)
-        if wanted.descending
+        if requested.descending
         else (lambda a, b: a < b, lambda a, b: a > b)
     )
-    if wanted.start:
-        if before(value, wanted.start):
+    if requested.start:
+        if before(value, requested.start):
             return False
-        if wanted.exclusive and value == wanted.start:
+        if requested.exclusive and value == requested.start:
             return False
-    return not (wanted.end and after(value, wanted.end))
+    return not (requested.end and after(value, requested.end))

@@ -23,7 +23,7 @@ class FakeSettings(BaseSettings):
     one_off_limit: int = 50
     stop_grace_s: float = 30.0
     boot_s: float = 0.2
-    # The first N info calls for each new dyno answer 404, as the real API
+    # The first N info calls for each new dyno return 404, as the real API
     # sometimes does right after a create.
     info_404_count: int = 0
     log_dir: str | None = None

@@ -50,8 +50,8 @@ async def require_token(
     expected = services.settings.orchestrator_token
     if expected is None:
         return
-    given = credentials.credentials if credentials else ""
-    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+    provided = credentials.credentials if credentials else ""
+    if not hmac.compare_digest(provided.encode(), expected.get_secret_value().encode()):
         raise HTTPException(
             status_code=401,
             detail="Missing or invalid bearer token; send "
@@ -131,7 +131,7 @@ async def healthz() -> HealthResponse:
 
 @health_router.get("/readyz", response_model=HealthResponse, responses=_errors(503))
 async def readyz(services: ServicesDep) -> HealthResponse:
-    """Report whether Redis answers; 503 when it does not."""
+    """Report whether Redis responds to PING, with 503 when it does not."""
     try:
         await services.store.ping()
     except (RedisError, OSError) as exc:

@@ -23,9 +23,9 @@ class RecordState(StrEnum):
     starting: the record exists and a worker was requested, but no worker
       heartbeat has been seen yet.
     running: the worker has written its heartbeat at least once.
-    ended: the session was stopped; `ended_reason` says why.
+    ended: the session was stopped, and `ended_reason` contains the reason.
     failed: the worker could not start or reported a failure (e.g. a missing
-      dataset); `ended_reason` holds the error.
+      dataset), and `ended_reason` contains the error.
     """
 
     STARTING = "starting"

@@ -109,7 +109,7 @@ class SessionManager:
 
         With remove_record the record leaves the hash (DELETE semantics);
         otherwise it stays, ended, until ENDED_RETENTION_S has passed. A
-        failed session keeps its worker key, whose message says what failed,
+        failed session keeps its worker key, whose message names the failure,
         until the key expires.
         """
         ended, was_live = await self._mark_ended(session_id, reason, final_state)
@@ -168,7 +168,7 @@ class SessionManager:
         else:
             limit = self.settings.max_workers
             detail = f"The orchestrator already runs {limit} workers (MAX_WORKERS)"
-        logger.warning("session refused: %s", detail)
+        logger.warning("session rejected: %s", detail)
         return LimitReached(
             f"{detail}; end a session or retry in {retry_after_s} s.",
             retry_after_s=retry_after_s,

@@ -14,7 +14,7 @@ from typing import Literal
 from bellhop_shared.settings import BaseServiceSettings
 from pydantic import Field, SecretStr, model_validator
 
-# Values that mark a secret nobody filled in; refused outside tests.
+# Values that mark a secret nobody filled in; settings with them are rejected.
 _PLACEHOLDERS = {"", "changeme", "change-me", "changethis", "placeholder", "secret"}
 _HEROKU_APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]$")
 # Heroku caps a one-off dyno's time_to_live at 24 hours.

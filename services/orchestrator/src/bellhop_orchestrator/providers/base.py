@@ -11,7 +11,7 @@ Worker status, as `poll` reports it:
 - exited: the worker is known to be gone (it exited, was stopped, or the
   handle points at a process that is no longer the one started).
 - unknown: the provider cannot tell right now (e.g. its API failed); callers
-  decide again later and never stop a worker on this answer alone.
+  decide again later and never stop a worker on this status alone.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 WORKER_PROGRAM = "bellhop-worker"
 # Cloud Native Buildpack apps run commands through `launcher`.
 _LAUNCHER = "launcher"
-# Right after a create, the API may answer 404 for the new dyno for a moment.
+# Right after a create, the API may return 404 for the new dyno for a moment.
 _FRESH_DYNO_S = 30.0
 _FRESH_404_RETRIES = 5
 _FRESH_404_DELAY_S = 0.5
@@ -130,8 +130,8 @@ class HerokuProvider:
     async def _info(self, dyno_id: str) -> dict[str, Any] | None:
         """Return the dyno, None when it is gone, or {} when that is unknown.
 
-        A dyno created moments ago may still answer 404, so a fresh one is
-        asked again a few times before the 404 counts.
+        A dyno created moments ago may still return 404, so a fresh one is
+        requested again a few times before the 404 counts.
         """
         for attempt in range(_FRESH_404_RETRIES + 1):
             try:
@@ -205,7 +205,7 @@ class HerokuProvider:
         return created is not None and time.monotonic() - created < _FRESH_DYNO_S
 
     def _explain(self, exc: HerokuApiError) -> ProviderError:
-        """Turn an API error into a message that says what to fix."""
+        """Turn an API error into a message that names the setting to fix."""
         app = self._settings.heroku_app
         retry_after_s = self._settings.limit_retry_after_s
         if exc.error_id == "cannot_run_above_limit":

@@ -3,7 +3,7 @@
 Retry policy, per call:
 - 429 rate_limit: v3 sends no Retry-After, so the client backs off
   exponentially with jitter and gives up once the waits add up to
-  `max_backoff_s`, so the caller always gets an answer.
+  `max_backoff_s`, so every call returns or raises within that budget.
 - 409 conflict: retried twice, as the Heroku CLI does for dyno creates while
   a new app's release is not yet visible.
 - 5xx and transport errors: retried `server_error_retries` times for calls
@@ -38,7 +38,7 @@ ErrorHook = Callable[[str, str], None]
 
 
 class HerokuApiError(ProviderError):
-    """The API answered with an error (or not at all: status 0)."""
+    """The API returned an error status, or no response at all (status 0)."""
 
     def __init__(self, status: int, error_id: str, message: str, body: Any) -> None:
         super().__init__(message)
@@ -210,7 +210,7 @@ class HerokuClient:
 def _api_error(operation: str, response: httpx.Response | None) -> HerokuApiError:
     if response is None:
         return HerokuApiError(
-            0, "transport", f"Heroku API did not answer the {operation} call.", {}
+            0, "transport", f"Heroku API sent no response to the {operation} call.", {}
         )
     try:
         body = response.json()

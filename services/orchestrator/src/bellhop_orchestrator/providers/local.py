@@ -1,11 +1,12 @@
 """Local provider: one subprocess per session on this machine, for development.
 
-provider_ref is `pid:<pid>:<start ticks>`; the start time (from /proc) tells a
-reused pid apart from the worker that was started, so an orchestrator that
-restarts can still find and stop the workers an earlier one started. Workers
-are marked with BELLHOP_PROVIDER=local in their environment; `list` reports
-only marked workers that use this orchestrator's Redis URL and key prefix, so
-workers started by hand or by another deployment are left alone.
+provider_ref is `pid:<pid>:<start ticks>`. The start time (from /proc)
+distinguishes the started worker from a later process that reuses its pid, so
+an orchestrator that restarts can still find and stop the workers an earlier
+one started. Workers are marked with BELLHOP_PROVIDER=local in their
+environment, and `list` reports only marked workers that use this
+orchestrator's Redis URL and key prefix, so workers started by hand or by
+another deployment are left alone.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class LocalProvider:
         self._stop_timeout_s = settings.local_stop_timeout_s
         self._kill_timeout_s = settings.local_kill_timeout_s
         self._children: dict[int, asyncio.subprocess.Process] = {}
+        self._stopping: dict[int, asyncio.Task[None]] = {}
 
     async def start(self, spec: WorkerSpec) -> str:
         argv = [*self._command, *spec.worker_args()]
@@ -103,6 +105,16 @@ class LocalProvider:
         if not procfs.is_same_process_running(pid, start_ticks):
             await self._forget(pid)
             return
+        # A second SIGTERM may kill the worker before it parks its batch, so
+        # concurrent stops of one worker (API and reaper) share one sequence.
+        task = self._stopping.get(pid)
+        if task is None:
+            task = asyncio.create_task(self._stop_once(pid, start_ticks, reason))
+            self._stopping[pid] = task
+            task.add_done_callback(lambda _: self._stopping.pop(pid, None))
+        await asyncio.shield(task)
+
+    async def _stop_once(self, pid: int, start_ticks: int, reason: str) -> None:
         logger.info("worker pid=%d stopping with SIGTERM reason=%r", pid, reason)
         await self._terminate(pid, start_ticks)
         await self._forget(pid)
