@@ -44,7 +44,10 @@ def valid_mask(array: pa.Array) -> np.ndarray:
 
 
 def fixed_width_values(array: pa.Array, dtype: np.dtype) -> np.ndarray:
-    """Return the data buffer of a fixed-width array as numpy (nulls hold junk)."""
+    """Return the data buffer of a fixed-width array as numpy.
+
+    Values at null positions are undefined, so callers mask them.
+    """
     data = array.buffers()[1]
     if data is None:
         return np.zeros(len(array), dtype=dtype)
