@@ -18,7 +18,8 @@ install: $(STAMP) $(NODE_STAMP)
 $(STAMP): uv.lock pyproject.toml shared/pyproject.toml services/*/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact --all-packages
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact --all-packages --compile-bytecode
+	@$(PY) -m compileall -q shared/src services/worker/src services/orchestrator/src services/gateway/src
 	@touch $@
 
 # The gateway serves socket.io-client to the browser page from npm's
