@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 from bellhop_orchestrator.providers import procfs
+from bellhop_orchestrator.providers.local import session_from_argv
 from support import ServiceProcess, free_port, service_env, wait_until
 
 HERE = Path(__file__).resolve().parent
@@ -104,9 +105,8 @@ def local_worker_pids(redis_url: str, session_id: str | None = None) -> list[int
         if environ.get("REDIS_URL") != redis_url or "WORKER_ID" not in environ:
             continue
         argv = procfs.read_cmdline(pid)
-        if session_id is not None and session_id not in argv:
-            continue
-        if "--session" in argv:
+        found = session_from_argv(argv)
+        if found is not None and session_id in (None, found):
             pids.append(pid)
     return pids
 

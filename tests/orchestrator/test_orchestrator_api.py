@@ -48,6 +48,21 @@ def test_create_starts_worker(
     assert running
 
 
+def test_dash_session_and_spaced_user_reach_worker(
+    orchestrator: Orchestrator, redis_client: redis.Redis
+) -> None:
+    # Random ids may start with "-", and token subjects may contain spaces.
+    session_id = "-" + new_session_id()[1:]
+    response = orchestrator.create(
+        dataset=DATASET, session_id=session_id, user="Jane Doe"
+    )
+
+    assert response.status_code == 201, response.text
+    beat = wait_until(lambda: heartbeat(redis_client, session_id), 30)
+    assert isinstance(beat, dict)
+    assert beat["session_id"] == session_id
+
+
 def test_create_without_session_id_generates_one(orchestrator: Orchestrator) -> None:
     response = orchestrator.create(dataset=DATASET)
 

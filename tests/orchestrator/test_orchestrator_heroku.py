@@ -86,7 +86,7 @@ def test_heroku_session_runs_real_worker(
         assert dyno["size"] == "standard-1X"
         assert dyno["time_to_live"] == 3600
         assert dyno["command"] == (
-            f"bellhop-worker --session {session_id} --dataset {DATASET}"
+            f"bellhop-worker --session={session_id} --dataset={DATASET}"
         )
         assert dyno["env"]["WORKER_ID"] == record["worker_id"]
         assert "REDIS_URL" not in dyno["env"]

@@ -91,7 +91,7 @@ async def create_session(
 
 @sessions_router.get("", response_model=list[SessionRecord], responses=_errors(503))
 async def list_sessions(services: ServicesDep) -> list[SessionRecord]:
-    records = await services.store.list()
+    records = await services.store.list_records()
     return sorted(records, key=lambda record: record.created_at)
 
 
@@ -152,7 +152,7 @@ async def readyz(services: ServicesDep) -> HealthResponse:
 )
 async def metrics(services: ServicesDep) -> Response:
     try:
-        live = sum(record.is_live for record in await services.store.list())
+        live = sum(record.is_live for record in await services.store.list_records())
         services.metrics.active_sessions.set(live)
     except RedisError as exc:
         logger.warning("metrics: active sessions not refreshed, Redis error=%r", exc)
@@ -160,4 +160,4 @@ async def metrics(services: ServicesDep) -> Response:
 
 
 def _is_id(session_id: str) -> bool:
-    return is_valid_session_id(session_id)
+    return bool(is_valid_session_id(session_id))

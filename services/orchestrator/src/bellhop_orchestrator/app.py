@@ -100,6 +100,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OrchestratorError, _orchestrator_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RedisError, _redis_error)
+    app.add_exception_handler(Exception, _unexpected_error)
 
 
 async def _orchestrator_error(request: Request, exc: Exception) -> JSONResponse:
@@ -125,6 +126,14 @@ async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
     detail = "Redis is unreachable; retry shortly."
     headers = {"Retry-After": str(_REDIS_RETRY_AFTER_S)}
     return JSONResponse({"detail": detail}, 503, headers=headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception(
+        "request %s %s failed unexpectedly", request.method, request.url.path
+    )
+    detail = "Internal error in the orchestrator; its log has the details."
+    return JSONResponse({"detail": detail}, 500)
 
 
 def _describe(error: Any) -> dict[str, str]:

@@ -10,8 +10,9 @@ from typing import Any
 from bellhop_shared.keys import is_valid_session_id
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-# User ids travel in a dyno command line, so they are limited to a safe shape.
-USER_ID_PATTERN = r"^[A-Za-z0-9_.@:+-]{1,128}$"
+# User ids come from token subjects, so any printable text is allowed; the
+# providers quote them on command lines.
+USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"
 # The shape bellhop_shared.keys.is_valid_session_id accepts.
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{22,128}$"
 _USER_ID = re.compile(USER_ID_PATTERN)

@@ -34,6 +34,7 @@ from bellhop_orchestrator.store import SessionStore, StoredRecord
 
 logger = logging.getLogger(__name__)
 
+HEARTBEAT_EXPIRED_MESSAGE = "the worker stopped sending heartbeats (it exited or hung)"
 # After a Redis outage the loop waits up to this long between attempts.
 _MAX_ERROR_DELAY_S = 30.0
 
@@ -154,7 +155,11 @@ class Reaper:
         grace_s = self._settings.worker_heartbeat_grace_s
         if self._gone_for_s(record.session_id, "worker") < grace_s:
             return False
-        await self._end(record, "heartbeat_expired", "the worker's heartbeat expired")
+        await self._end(
+            record,
+            "heartbeat_expired",
+            "the worker stopped sending heartbeats (it exited or hung)",
+        )
         return True
 
     async def _check_client(self, record: SessionRecord) -> None:

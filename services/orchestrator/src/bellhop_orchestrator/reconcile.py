@@ -66,7 +66,9 @@ class Reconciler:
             return None
         # Read records after listing: every listed worker's record was
         # written before the worker started, so it is in this read.
-        records = {record.session_id: record for record in await self._store.list()}
+        records = {
+            record.session_id: record for record in await self._store.list_records()
+        }
         report = ReconcileReport()
         orphans = [w for w in workers if not await self._claim(w, records, report)]
         await asyncio.gather(*(self._stop_orphan(w, records, report) for w in orphans))

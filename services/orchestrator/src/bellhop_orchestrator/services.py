@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from bellhop_shared.catalog import load_catalog
 from bellhop_shared.redis_client import connect_async
+from redis.exceptions import RedisError
 
 from bellhop_orchestrator.leader import LeaderLock
 from bellhop_orchestrator.metrics import Metrics
@@ -16,6 +18,8 @@ from bellhop_orchestrator.reconcile import Reconciler
 from bellhop_orchestrator.sessions import SessionManager
 from bellhop_orchestrator.settings import OrchestratorSettings
 from bellhop_orchestrator.store import SessionStore
+
+logger = logging.getLogger(__name__)
 
 # The lock's expiry, in reaper intervals: a missed renewal or two is tolerated.
 _LEADER_TTL_INTERVALS = 3
@@ -39,7 +43,11 @@ class Services:
     leader: LeaderLock
 
     async def aclose(self) -> None:
-        await self.leader.release()
+        try:
+            await self.leader.release()
+        except RedisError as exc:
+            # The lock expires by itself; another replica takes over then.
+            logger.warning("reaper lock not released: Redis error=%r", exc)
         await self.provider.aclose()
         await self.redis.aclose()
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from bellhop_shared.jsonrpc import notification
@@ -124,13 +124,11 @@ class SessionStore:
         return stored.record if stored else None
 
     async def get_stored(self, session_id: str) -> StoredRecord | None:
-        raw = await self.client.hget(self.keys.sessions, session_id)
+        raw = cast(str | None, await self.client.hget(self.keys.sessions, session_id))
         return _parse(session_id, raw) if raw is not None else None
 
-    async def list(self) -> list[SessionRecord]:
-        entries = await self.client.hgetall(self.keys.sessions)
-        parsed = (_parse(sid, raw) for sid, raw in entries.items())
-        return [stored.record for stored in parsed if stored is not None]
+    async def list_records(self) -> list[SessionRecord]:
+        return [stored.record for stored in await self.list_stored()]
 
     async def update(
         self,
@@ -164,7 +162,9 @@ class SessionStore:
         return await self._swap_raw(stored.record.session_id, stored.raw, "")
 
     async def list_stored(self) -> list[StoredRecord]:
-        entries = await self.client.hgetall(self.keys.sessions)
+        # The client decodes responses (decode_responses=True), so keys and
+        # values are str.
+        entries = cast(dict[str, str], await self.client.hgetall(self.keys.sessions))
         parsed = (_parse(sid, raw) for sid, raw in entries.items())
         return [stored for stored in parsed if stored is not None]
 

@@ -37,10 +37,14 @@ class WorkerSpec:
     user: str | None = None
 
     def worker_args(self) -> list[str]:
-        """Return the worker's command-line arguments after the program name."""
-        args = ["--session", self.session_id, "--dataset", self.dataset]
+        """Return the worker's command-line arguments after the program name.
+
+        The `--name=value` form keeps a value that starts with "-" (session
+        ids and user ids may) from being read as an option.
+        """
+        args = [f"--session={self.session_id}", f"--dataset={self.dataset}"]
         if self.user:
-            args += ["--user", self.user]
+            args.append(f"--user={self.user}")
         return args
 
 

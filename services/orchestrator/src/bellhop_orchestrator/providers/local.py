@@ -12,6 +12,7 @@ another deployment are left alone.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import os
 import shlex
@@ -49,12 +50,17 @@ def parse_ref(provider_ref: str) -> tuple[int, int] | None:
 
 def is_worker_command(argv: list[str]) -> bool:
     names_worker = any(name in arg for arg in argv for name in _WORKER_PROGRAM_NAMES)
-    return names_worker and "--session" in argv
+    return names_worker and session_from_argv(argv) is not None
 
 
 def session_from_argv(argv: list[str]) -> str | None:
-    index = argv.index("--session") if "--session" in argv else -1
-    return argv[index + 1] if 0 <= index < len(argv) - 1 else None
+    """Return the value of `--session=ID` or `--session ID`, else None."""
+    for index, arg in enumerate(argv):
+        if arg.startswith("--session="):
+            return arg.removeprefix("--session=") or None
+        if arg == "--session" and index + 1 < len(argv):
+            return argv[index + 1]
+    return None
 
 
 class LocalProvider:
@@ -119,7 +125,7 @@ class LocalProvider:
         await self._terminate(pid, start_ticks)
         await self._forget(pid)
 
-    async def list(self) -> list[RunningWorker]:
+    async def list(self) -> builtins.list[RunningWorker]:
         self._drop_exited_children()
         return await asyncio.to_thread(self._scan)
 
@@ -135,7 +141,7 @@ class LocalProvider:
         self._drop_exited_children()
 
     async def _spawn(
-        self, argv: list[str], spec: WorkerSpec
+        self, argv: builtins.list[str], spec: WorkerSpec
     ) -> asyncio.subprocess.Process:
         try:
             return await asyncio.create_subprocess_exec(
@@ -206,7 +212,7 @@ class LocalProvider:
                 logger.info("worker pid=%d exited exit_code=%d", pid, proc.returncode)
                 del self._children[pid]
 
-    def _scan(self) -> list[RunningWorker]:
+    def _scan(self) -> builtins.list[RunningWorker]:
         own_pid = os.getpid()
         found = (self._inspect(pid) for pid in procfs.iter_pids() if pid != own_pid)
         return [worker for worker in found if worker is not None]
