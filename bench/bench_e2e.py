@@ -1,0 +1,378 @@
+"""End-to-end `filter` latency on flights, against the floor of the same path.
+
+Measured path: a Socket.IO client -> gateway -> Redis list -> worker ->
+Redis pub/sub -> gateway -> client, one request at a time, with the selective
+filter carrier in (UA, AA) and month 7 (50 ids and every facet count).
+
+Floor, measured in the same run and interleaved with the path in blocks, so
+a change in the machine's load hits both alike:
+- Socket.IO echo: the same client calls a bare python-socketio server under
+  uvicorn that acknowledges the request with the payload it received.
+- Redis round trip: this process LPUSHes the request text and waits on a
+  subscription; another process BLPOPs it and PUBLISHes a text as long as
+  the real filter response.
+The floor is the sum of the two.
+
+Then, for the cost breakdown, a run of requests with the CPU time of every
+process read from /proc before and after, and (unless disabled) a py-spy
+recording of the gateway and the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness import (
+    Processes,
+    RedisServer,
+    Stats,
+    bench_env,
+    cpu_seconds,
+    free_port,
+    log,
+    port_is_open,
+    redis_server,
+    summarize,
+    wait_until,
+)
+from profiling import (
+    find_py_spy,
+    profile_markdown,
+    start_recording,
+    summarize_collapsed,
+)
+from report import Context, Section, Target, ms, stats_header, stats_row
+from sio_client import SessionClient, filter_request
+from system import BellhopSystem, bellhop_system
+
+TITLE = "End-to-end filter latency"
+FILTER_PARAMS: dict[str, Any] = {
+    "where": {"carrier": ["UA", "AA"], "month": [7]},
+    "limit": 50,
+}
+P50_FLOOR_FACTOR = 3.0
+P99_TARGET_MS = 20.0
+READY_TIMEOUT_S = 300.0
+
+
+@dataclass
+class Plan:
+    blocks: int
+    block_size: int
+    warmup: int
+    accounting_requests: int
+    profile_s: float
+
+
+FULL_PLAN = Plan(
+    blocks=20, block_size=100, warmup=100, accounting_requests=1000, profile_s=15
+)
+QUICK_PLAN = Plan(
+    blocks=2, block_size=50, warmup=20, accounting_requests=100, profile_s=2
+)
+
+
+@dataclass
+class Samples:
+    path_ms: list[float] = field(default_factory=list)
+    echo_ms: list[float] = field(default_factory=list)
+    redis_ms: list[float] = field(default_factory=list)
+    took_ms: list[float] = field(default_factory=list)
+
+
+class RedisRoundTrip:
+    """The pushing half of the bare Redis round trip (see the module docstring)."""
+
+    def __init__(self, server: RedisServer, request_text: str) -> None:
+        self.queue = "floor:queue"
+        self.channel = "floor:results"
+        self._client = server.client(decode=False)
+        self._pubsub = self._client.pubsub()
+        self._pubsub.subscribe(self.channel)
+        self._request = request_text.encode()
+        # Wait for the confirmation, so the first timed push cannot be missed.
+        wait_until(lambda: self._next_message("subscribe", 0.1), 10, "SUBSCRIBE")
+
+    def _next_message(self, kind: str, timeout_s: float) -> bool:
+        message = self._pubsub.get_message(timeout=timeout_s)
+        return message is not None and message["type"] == kind
+
+    def once_ms(self) -> float:
+        started = time.perf_counter()
+        self._client.lpush(self.queue, self._request)
+        wait_until(lambda: self._next_message("message", 1.0), 10, "the responder")
+        return (time.perf_counter() - started) * 1000
+
+    def close(self) -> None:
+        self._pubsub.close()
+        self._client.close()
+
+
+async def _timed_call(client: SessionClient, request: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    response = await client.call(request, timeout_s=30.0)
+    return (time.perf_counter() - started) * 1000, response
+
+
+async def _path_block(client: SessionClient, count: int, samples: Samples) -> None:
+    for number in range(count):
+        elapsed, response = await _timed_call(
+            client, filter_request(number, FILTER_PARAMS)
+        )
+        if "result" not in response:
+            raise RuntimeError(f"filter failed through the gateway: {response}")
+        samples.path_ms.append(elapsed)
+        samples.took_ms.append(float(response["result"]["took_ms"]))
+
+
+async def _echo_block(client: SessionClient, count: int, samples: Samples) -> None:
+    for number in range(count):
+        elapsed, _ = await _timed_call(client, filter_request(number, FILTER_PARAMS))
+        samples.echo_ms.append(elapsed)
+
+
+def _redis_block(trip: RedisRoundTrip, count: int, samples: Samples) -> None:
+    for _ in range(count):
+        samples.redis_ms.append(trip.once_ms())
+
+
+@dataclass
+class Clients:
+    path: SessionClient
+    echo: SessionClient
+    trip: RedisRoundTrip
+    worker_pid: int
+
+
+async def _measure(clients: Clients, plan: Plan) -> Samples:
+    warm = Samples()
+    await _path_block(clients.path, plan.warmup, warm)
+    await _echo_block(clients.echo, plan.warmup, warm)
+    _redis_block(clients.trip, plan.warmup, warm)
+    samples = Samples()
+    for _ in range(plan.blocks):
+        await _path_block(clients.path, plan.block_size, samples)
+        await _echo_block(clients.echo, plan.block_size, samples)
+        await asyncio.to_thread(_redis_block, clients.trip, plan.block_size, samples)
+    return samples
+
+
+async def _cpu_per_request(
+    system: BellhopSystem, clients: Clients, requests: int
+) -> dict[str, float]:
+    """Return CPU ms per request of each process over a run of requests."""
+    pids = {
+        "gateway": system.gateway_pid,
+        "worker": clients.worker_pid,
+        "redis-server": system.redis.pid,
+        "client (this process)": os.getpid(),
+    }
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    started = time.perf_counter()
+    await _path_block(clients.path, requests, Samples())
+    wall_s = time.perf_counter() - started
+    used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    per_request = {name: 1000 * seconds / requests for name, seconds in used.items()}
+    per_request["wall clock"] = 1000 * wall_s / requests
+    return per_request
+
+
+async def _profile(
+    ctx: Context, system: BellhopSystem, clients: Clients, plan: Plan
+) -> list[str]:
+    py_spy = find_py_spy()
+    if py_spy is None:
+        return ["py-spy is not installed (`make install` adds it); no profile."]
+    out_dir = ctx.log_dir("e2e")
+    targets = {"gateway": system.gateway_pid, "worker": clients.worker_pid}
+    recordings = [
+        start_recording(py_spy, name, pid, plan.profile_s, out_dir)
+        for name, pid in targets.items()
+    ]
+    deadline = time.monotonic() + plan.profile_s + 1.0
+    while time.monotonic() < deadline:
+        await _path_block(clients.path, 20, Samples())
+    lines: list[str] = []
+    for recording in recordings:
+        error = await asyncio.to_thread(recording.wait, plan.profile_s + 30)
+        if error is not None:
+            lines += [error, ""]
+            continue
+        summary = summarize_collapsed(recording.name, recording.output)
+        lines += profile_markdown(summary) + [""]
+    return lines
+
+
+def _start_floor_servers(
+    processes: Processes, redis: RedisServer, response_text: str
+) -> tuple[int, RedisRoundTrip]:
+    echo_port = free_port()
+    processes.start(
+        "echo-server",
+        [sys.executable, "bench/echo_server.py", "--port", str(echo_port)],
+        bench_env(),
+    )
+    response_file = processes.log_dir / "floor-response.json"
+    response_file.write_text(response_text)
+    trip = RedisRoundTrip(redis, json.dumps(filter_request(1, FILTER_PARAMS)))
+    processes.start(
+        "redis-responder",
+        [
+            sys.executable,
+            "bench/redis_responder.py",
+            "--url",
+            redis.url,
+            "--queue",
+            trip.queue,
+            "--channel",
+            trip.channel,
+            "--response-file",
+            str(response_file),
+        ],
+        bench_env(),
+    )
+    wait_until(lambda: port_is_open(echo_port), 30, "the Socket.IO echo server")
+    return echo_port, trip
+
+
+async def _connect_clients(
+    processes: Processes, system: BellhopSystem
+) -> tuple[Clients, int]:
+    path = SessionClient()
+    await path.connect(system.gateway_url, {"dataset": "flights"})
+    await path.wait_ready(READY_TIMEOUT_S)
+    _, response = await _timed_call(path, filter_request(0, FILTER_PARAMS))
+    response_text = json.dumps(response, separators=(",", ":"))
+    echo_port, trip = _start_floor_servers(processes, system.redis, response_text)
+    echo = SessionClient()
+    await echo.connect(f"http://127.0.0.1:{echo_port}")
+    worker_pid = system.worker_pids()[str(path.session_id)]
+    return Clients(path, echo, trip, worker_pid), len(response_text)
+
+
+async def _run_async(ctx: Context) -> Section:
+    plan = QUICK_PLAN if ctx.quick else FULL_PLAN
+    processes = Processes(ctx.log_dir("e2e"))
+    try:
+        with redis_server(processes) as redis:
+            with bellhop_system(processes, redis, GATEWAY_RATE_LIMIT="0") as system:
+                clients, response_bytes = await _connect_clients(processes, system)
+                try:
+                    log("e2e: measuring the path and the floor")
+                    samples = await _measure(clients, plan)
+                    log("e2e: CPU accounting")
+                    cpu = await _cpu_per_request(
+                        system, clients, plan.accounting_requests
+                    )
+                    profile = (
+                        await _profile(ctx, system, clients, plan)
+                        if ctx.profile
+                        else []
+                    )
+                finally:
+                    await clients.path.close()
+                    await clients.echo.close()
+                    clients.trip.close()
+    finally:
+        processes.stop_all()
+    return _section(plan, samples, cpu, profile, response_bytes)
+
+
+def _section(
+    plan: Plan,
+    samples: Samples,
+    cpu: dict[str, float],
+    profile: list[str],
+    response_bytes: int,
+) -> Section:
+    path, echo, trip = (
+        summarize(s) for s in (samples.path_ms, samples.echo_ms, samples.redis_ms)
+    )
+    took = summarize(samples.took_ms)
+    floor_p50 = echo.p50 + trip.p50
+    ratio = path.p50 / floor_p50
+    section = Section(TITLE)
+    section.targets = [
+        Target(
+            "e2e filter p50 vs floor",
+            f"< {P50_FLOOR_FACTOR:g} x floor",
+            f"{ratio:.1f} x floor ({ms(path.p50)} ms vs {ms(floor_p50)} ms)",
+            ratio < P50_FLOOR_FACTOR,
+        ),
+        Target(
+            "e2e filter p99",
+            f"< {P99_TARGET_MS:g} ms",
+            f"{ms(path.p99)} ms",
+            path.p99 < P99_TARGET_MS,
+        ),
+    ]
+    section.data = {
+        "path": path.as_dict(),
+        "echo": echo.as_dict(),
+        "redis_round_trip": trip.as_dict(),
+        "engine_took": took.as_dict(),
+        "floor_p50_ms": floor_p50,
+        "p50_floor_ratio": ratio,
+        "cpu_ms_per_request": cpu,
+        "response_bytes": response_bytes,
+    }
+    section.lines = _lines(plan, path, echo, trip, took, cpu, response_bytes) + profile
+    return section
+
+
+def _lines(
+    plan: Plan,
+    path: Stats,
+    echo: Stats,
+    trip: Stats,
+    took: Stats,
+    cpu: dict[str, float],
+    response_bytes: int,
+) -> list[str]:
+    floor_p50 = echo.p50 + trip.p50
+    floor_p99 = echo.p99 + trip.p99
+    lines = [
+        f"One `filter` at a time on flights (336,776 rows): where carrier in "
+        f"(UA, AA) and month 7, limit 50, every facet counted; the response is "
+        f"{response_bytes:,} bytes of JSON. {plan.blocks} blocks of "
+        f"{plan.block_size} requests per path, interleaved, after "
+        f"{plan.warmup} warm-up requests each.",
+        "",
+        *stats_header(),
+        stats_row(
+            "end to end: client, gateway, Redis, worker, Redis, gateway, client", path
+        ),
+        stats_row("floor part 1: Socket.IO echo (client, bare server, client)", echo),
+        stats_row("floor part 2: Redis LPUSH, BLPOP, PUBLISH round trip", trip),
+        stats_row("engine time inside the worker (`took_ms`)", took),
+        "",
+        f"Floor (sum of the two parts): p50 {ms(floor_p50)} ms, "
+        f"p99 {ms(floor_p99)} ms. "
+        f"End to end p50 is {path.p50 / floor_p50:.1f} x the floor "
+        f"(target < {P50_FLOOR_FACTOR:g} x); p99 {ms(path.p99)} ms "
+        f"(target < {P99_TARGET_MS:g} ms).",
+        "",
+        "CPU time per request of each process, from /proc utime + stime over "
+        f"{plan.accounting_requests} sequential requests (1 tick = 10 ms, so "
+        "small values are coarse):",
+        "",
+        "| process | CPU ms per request |",
+        "|---|---:|",
+    ]
+    lines += [f"| {name} | {ms(value)} |" for name, value in cpu.items()]
+    lines += [
+        "",
+        "Where the CPU time goes (py-spy, while requests ran back to back):",
+        "",
+    ]
+    return lines
+
+
+def run(ctx: Context) -> Section:
+    return asyncio.run(_run_async(ctx))
