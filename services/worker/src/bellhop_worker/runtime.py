@@ -280,10 +280,12 @@ class WorkerRuntime:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Only record the signal: the loop acts on it between requests. A second
-        # signal gets the default action, so a stuck worker can still be killed
-        # from a terminal; its unanswered requests stay parked in inflight.
+        # Only record the signal: the loop acts on it between requests. Heroku
+        # may send SIGTERM to every process of a dyno more than once, so later
+        # SIGTERMs are ignored and SIGKILL stays the platform's last word. A
+        # second Ctrl-C gets the default action, so a stuck worker can still be
+        # stopped from a terminal; its unanswered requests stay parked in inflight.
         self._signalled = True
         self.request_stop(signal.Signals(signum).name)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
