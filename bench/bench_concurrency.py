@@ -37,9 +37,9 @@ from sio_client import SessionClient, filter_request
 from system import BellhopSystem, bellhop_system
 
 TITLE = "Concurrent sessions"
-# flights takes about 290 MB of RSS per worker, so 100 of them do not fit
-# beside everything else on a 24 GiB machine; 100,000 synthetic rows keep a
-# worker near its import footprint and still give a real filter to run.
+# A flights worker takes about 290 MB of RSS, so 100 of them do not fit
+# beside everything else on a 24 GiB machine. With 100,000 synthetic rows a
+# worker stays near its import footprint and still runs a real filter.
 DATASET = "synthetic-100k"
 INTERVAL_S = 0.1
 P99_TARGET_MS = 50.0

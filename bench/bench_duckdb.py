@@ -96,7 +96,7 @@ def _count_and_ids(
 def duckdb_per_facet(
     connection: duckdb.DuckDBPyConnection, condition: str, facets: list[str]
 ) -> Answer:
-    """Answer with a count query, an ids query and one GROUP BY per facet."""
+    """Run a count query, an ids query and one GROUP BY per facet."""
     count, ids = _count_and_ids(connection, condition)
     counts: dict[str, dict[str, int]] = {}
     for field in facets:
@@ -111,7 +111,7 @@ def duckdb_per_facet(
 def duckdb_union_all(
     connection: duckdb.DuckDBPyConnection, condition: str, facets: list[str]
 ) -> Answer:
-    """Answer with a count query, an ids query and one UNION ALL of GROUP BYs."""
+    """Run a count query, an ids query and one UNION ALL of the GROUP BYs."""
     count, ids = _count_and_ids(connection, condition)
     union = " UNION ALL ".join(
         f'SELECT {index} AS field, "{field}"::VARCHAR AS value, count(*) '
@@ -127,7 +127,7 @@ def duckdb_union_all(
 def duckdb_grouping_sets(
     connection: duckdb.DuckDBPyConnection, condition: str, facets: list[str]
 ) -> Answer:
-    """Answer with one GROUPING SETS query (every facet and the total) plus ids."""
+    """Run one GROUPING SETS query (every facet and the total) and an ids query."""
     columns = ", ".join(f'"{field}"' for field in facets)
     sets = ", ".join(f'("{field}")' for field in facets) + ", ()"
     rows = connection.execute(

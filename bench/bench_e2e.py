@@ -9,7 +9,7 @@ a change in the machine's load hits both alike:
 - Socket.IO echo: the same client calls a bare python-socketio server under
   uvicorn that acknowledges the request with the payload it received.
 - Redis round trip: this process LPUSHes the request text and waits on a
-  subscription; another process BLPOPs it and PUBLISHes a text as long as
+  subscription. Another process BLPOPs it and PUBLISHes a text as long as
   the real filter response.
 The floor is the sum of the two.
 

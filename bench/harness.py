@@ -98,7 +98,7 @@ def log(message: str) -> None:
 def wait_until(
     predicate: Callable[[], object],
     timeout_s: float,
-    what: str,
+    description: str,
     interval_s: float = 0.05,
 ) -> Any:
     """Poll predicate until it returns a truthy value; raise BenchError on timeout."""
@@ -108,7 +108,9 @@ def wait_until(
         if value:
             return value
         if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout_s:g} s waiting for {what}")
+            raise BenchError(
+                f"timed out after {timeout_s:g} s waiting for {description}"
+            )
         time.sleep(interval_s)
 
 

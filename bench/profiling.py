@@ -2,8 +2,8 @@
 
 py-spy attaches to a pid from outside (ptrace), so the profiled service runs
 its normal code. `--gil` keeps only samples of the thread that holds the GIL,
-which is Python's CPU time: a thread waiting on a socket or an event releases
-the GIL, and py-spy's own idle detection counted such waits as busy on this
+which is Python's CPU time. A thread waiting on a socket or an event releases
+the GIL, while py-spy's own idle detection counted such waits as busy on this
 machine. numpy releases the GIL inside some array loops, so that time is
 undercounted. `--nonblocking` reads the stacks without pausing the process,
 at the price of an occasional torn stack.

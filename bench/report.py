@@ -19,7 +19,7 @@ PAGE_TITLE = "# Benchmarks"
 
 @dataclass
 class Context:
-    """What every benchmark of one run shares."""
+    """Settings and results that the benchmarks of one run share."""
 
     quick: bool
     work_dir: Path
