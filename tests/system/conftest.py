@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from heroku_support import FakeHeroku, heroku_env, start_fake_heroku
 from support import ServiceProcess, free_port, service_env, wait_until
 
 
@@ -22,6 +23,14 @@ class System:
     gateway_url: str
     orchestrator: ServiceProcess
     gateway: ServiceProcess
+    provider: str = "local"
+    fake_heroku: FakeHeroku | None = None
+
+    def stop(self) -> None:
+        self.gateway.stop()
+        self.orchestrator.stop()
+        if self.fake_heroku is not None:
+            self.fake_heroku.process.stop()
 
 
 def _healthy(url: str) -> bool:
@@ -31,7 +40,15 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def start_system(redis_url: str, log_dir: Path, **env: str) -> System:
+def start_system(
+    redis_url: str, log_dir: Path, provider: str = "local", **env: str
+) -> System:
+    """Start the orchestrator and the gateway; with provider "heroku", workers
+    run as dynos of the fake Platform API."""
+    fake_heroku = None
+    if provider == "heroku":
+        fake_heroku = start_fake_heroku(redis_url, log_dir, sleep_workers=False)
+        env = {**heroku_env(fake_heroku), **env}
     orchestrator_port = free_port()
     gateway_port = free_port()
     orchestrator_url = f"http://127.0.0.1:{orchestrator_port}"
@@ -62,15 +79,25 @@ def start_system(redis_url: str, log_dir: Path, **env: str) -> System:
         log_dir,
     )
     wait_until(lambda: _healthy(gateway_url), 30)
-    return System(redis_url, orchestrator_url, gateway_url, orchestrator, gateway)
+    return System(
+        redis_url,
+        orchestrator_url,
+        gateway_url,
+        orchestrator,
+        gateway,
+        provider,
+        fake_heroku,
+    )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["local", "heroku"])
 def system(
-    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[System]:
-    log_dir = tmp_path_factory.mktemp("system-logs")
-    running = start_system(redis_url, log_dir)
+    """The whole system, once with local workers and once with fake Heroku dynos."""
+    log_dir = tmp_path_factory.mktemp(f"system-{request.param}")
+    running = start_system(redis_url, log_dir, provider=request.param)
     yield running
-    running.gateway.stop()
-    running.orchestrator.stop()
+    running.stop()

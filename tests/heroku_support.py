@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from orchestrator_support import SLEEP_WORKER
-from support import ServiceProcess, free_port, service_env, wait_until
+from support import REPO, ServiceProcess, free_port, service_env, wait_until
 
 FAKE_TOKEN = "fake-token-for-tests"
 FAKE_APP = "bellhop-test"
 ACCEPT = "application/vnd.heroku+json; version=3"
+# A stand-in for bellhop-worker that only sleeps, for tests of dyno bookkeeping.
+SLEEP_WORKER = REPO / "tests" / "orchestrator" / "bellhop-worker-sleep.sh"
 
 
 @dataclass
