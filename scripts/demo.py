@@ -1,8 +1,8 @@
 """Filter a dataset through a running Bellhop gateway, from the command line.
 
-Connects over Socket.IO (websocket transport), waits for the session's worker
-to load the dataset while printing its progress, sends one filter (or the same
-filter --repeat times) and prints the count, the top facet values, the
+Connects over Socket.IO (websocket transport) and prints the session's
+progress while its worker loads the dataset. Then it sends one filter, or the
+same filter --repeat times, and prints the count, the top facet values, the
 worker's time and the round trip measured here.
 
     python scripts/demo.py
@@ -58,7 +58,7 @@ class Session:
     def __init__(self) -> None:
         self.sio = socketio.Client(reconnection=False)
         self.final: dict[str, Any] | None = None
-        self.refusal: Any = None
+        self.rejection: Any = None
         self._done = threading.Event()
         self._started = time.monotonic()
         self.sio.on("session", self._on_session)
@@ -74,7 +74,7 @@ class Session:
             self._done.set()
 
     def _on_connect_error(self, data: Any) -> None:
-        self.refusal = data
+        self.rejection = data
 
     def _on_disconnect(self, *reason: Any) -> None:
         self._done.set()
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             http_url(args.url), auth=auth, transports=["websocket"], wait_timeout=10
         )
     except socketio.exceptions.ConnectionError as exc:
-        print(f"connection failed: {session.refusal or exc}", file=sys.stderr)
+        print(f"connection failed: {session.rejection or exc}", file=sys.stderr)
         return 1
     try:
         if not session.wait(args.timeout) or session.final is None:

@@ -53,6 +53,14 @@ def orchestrator(redis_url: str) -> Iterator[FakeOrchestrator]:
     fake.stop()
 
 
+@pytest.fixture(autouse=True)
+def stop_stand_in_workers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Stop each test's stand-in workers, whose sessions the next flush forgets."""
+    yield
+    if "orchestrator" in request.fixturenames:
+        request.getfixturevalue("orchestrator").stop_workers()
+
+
 @pytest.fixture(scope="session")
 def start_gateway(
     redis_url: str,

@@ -11,7 +11,7 @@ import socketio
 TERMINAL_STATES = {"ready", "failed", "ended"}
 
 
-class Refused(Exception):
+class Rejected(Exception):
     """The gateway refused the connection; data is its {"message", "code"}."""
 
     def __init__(self, error: Any) -> None:
@@ -31,7 +31,7 @@ class GatewayClient:
         self.notifications: list[dict[str, Any]] = []
         self.disconnected = asyncio.Event()
         self._changed = asyncio.Event()
-        self._refusal: Any = None
+        self._rejection: Any = None
         self.sio = socketio.AsyncClient(reconnection=False)
         self.sio.on("session", self._on_session)
         self.sio.on("notification", self._on_notification)
@@ -47,7 +47,7 @@ class GatewayClient:
                 wait_timeout=10,
             )
         except socketio.exceptions.ConnectionError as exc:
-            raise Refused(self._refusal or str(exc)) from exc
+            raise Rejected(self._rejection or str(exc)) from exc
         return self
 
     async def _on_session(self, data: dict[str, Any]) -> None:
@@ -59,7 +59,7 @@ class GatewayClient:
         self._changed.set()
 
     async def _on_connect_error(self, data: Any) -> None:
-        self._refusal = data
+        self._rejection = data
 
     async def _on_disconnect(self, *reason: Any) -> None:
         self.disconnected.set()

@@ -5,8 +5,8 @@ thread of the test process and records every call. For each new session it
 starts a StandInWorker thread that follows the worker's wire contract: state
 notifications, a heartbeat key, BLMOVE from the session queue, one published
 message per queue item. Datasets:
-- "flights", "slow" (1 s of loading): a worker that answers ping, echo,
-  whoami, emit_notification, and never answers "blackhole";
+- "flights", "slow" (1 s of loading): a worker that responds to ping, echo,
+  whoami and emit_notification, and never to "blackhole";
 - "stalled": no worker at all, so requests stay queued;
 - "broken": a worker that reports failed with a message;
 - "busy": HTTP 503 with Retry-After; anything else: HTTP 422.
@@ -161,9 +161,12 @@ class FakeOrchestrator:
         wait_for_port(port)
         self.url = f"http://127.0.0.1:{port}"
 
-    def stop(self) -> None:
+    def stop_workers(self) -> None:
         for worker in self.workers.values():
             worker.stop()
+
+    def stop(self) -> None:
+        self.stop_workers()
         self._server.should_exit = True
         self._thread.join(10)
 

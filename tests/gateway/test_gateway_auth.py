@@ -9,7 +9,7 @@ import jwt
 import pytest
 import redis
 from conftest import GATEWAY_SECRET
-from gateway_client import GatewayClient, Refused, run
+from gateway_client import GatewayClient, Rejected, run
 from gateway_fakes import FakeOrchestrator
 
 
@@ -26,7 +26,7 @@ async def rejection(url: str, auth: dict[str, Any]) -> dict[str, Any]:
     client = GatewayClient(url)
     try:
         await client.connect(auth)
-    except Refused as exc:
+    except Rejected as exc:
         data: dict[str, Any] = exc.data
         return data
     await client.close()

@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 from conftest import TEST_SETTINGS
-from gateway_client import GatewayClient, Refused, request, run
+from gateway_client import GatewayClient, Rejected, request, run
 from gateway_fakes import KEYS, FakeOrchestrator
 from support import wait_until
 
@@ -122,7 +122,7 @@ def test_wrong_resume_token_rejected(gateway: Any, redis_client: redis.Redis) ->
             for session_id in (owner.session_id, "x" * 43):
                 try:
                     await resume(gateway.url, session_id, "wrong-token")
-                except Refused as exc:
+                except Rejected as exc:
                     reasons.append(exc.data)
             answer = await owner.rpc(request(4, "ping"))
             assert answer["result"]["pong"] is True
@@ -152,7 +152,7 @@ def test_session_deleted_after_grace(
     async def late_resume() -> dict[str, Any]:
         try:
             await resume(gateway.url, session_id, resume_token)
-        except Refused as exc:
+        except Rejected as exc:
             return exc.data
         raise AssertionError("a resume after the grace period was accepted")
 

@@ -1,4 +1,4 @@
-"""The rpc event: errors the gateway answers itself, id rewriting, batches, timeouts."""
+"""The rpc event: errors the gateway returns itself, id rewriting, batches, timeouts."""
 
 from __future__ import annotations
 

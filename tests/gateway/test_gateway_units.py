@@ -132,7 +132,7 @@ def test_empty_batch_is_invalid() -> None:
     assert raised.value.code == -32600
 
 
-def refusal_code(auth: Any, secret: str | None) -> str:
+def rejection_code(auth: Any, secret: str | None) -> str:
     with pytest.raises(ConnectionRefusedError) as raised:
         read_connect_request(auth, secret)
     code: str = raised.value.error_args["data"]["code"]
@@ -166,11 +166,13 @@ def test_connect_request_reads_resume() -> None:
     ],
 )
 def test_connect_request_rejects_malformed_auth(auth: Any) -> None:
-    assert refusal_code(auth, None) == "invalid_auth"
+    assert rejection_code(auth, None) == "invalid_auth"
 
 
 def test_connect_request_rejects_malformed_session_id() -> None:
-    assert refusal_code({"session": "../x", "resume": "t"}, None) == "session_not_found"
+    assert (
+        rejection_code({"session": "../x", "resume": "t"}, None) == "session_not_found"
+    )
 
 
 def test_connect_request_reads_token_subject() -> None:
@@ -184,7 +186,7 @@ def test_connect_request_reads_token_subject() -> None:
 def test_token_signed_with_none_rejected() -> None:
     token = jwt.encode({"sub": "bob"}, None, algorithm="none")
 
-    assert refusal_code({"token": token}, SECRET) == "invalid_token"
+    assert rejection_code({"token": token}, SECRET) == "invalid_token"
 
 
 def test_settings_reject_short_secret() -> None:

@@ -111,7 +111,7 @@
       state.socket
         .timeout(timeoutMs || 65000)
         .emit("rpc", payload, (error, response) => {
-          if (error) reject(new Error("no answer from the gateway in time"));
+          if (error) reject(new Error("the gateway did not respond in time"));
           else resolve(response);
         });
     });

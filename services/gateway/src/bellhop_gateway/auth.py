@@ -22,7 +22,7 @@ JWT_ALGORITHMS = ["HS256"]
 
 @dataclass(frozen=True)
 class ConnectRequest:
-    """What a client asked for when it connected."""
+    """The session a client requests when it connects."""
 
     dataset: str
     user: str | None
@@ -72,7 +72,7 @@ def verify_token(token: str | None, secret: str) -> str:
 
 
 def read_connect_request(auth: Any, secret: str | None) -> ConnectRequest:
-    """Validate a connection's auth object and return what it asks for."""
+    """Validate a connection's auth object and return the request it makes."""
     if auth is None:
         auth = {}
     if not isinstance(auth, dict):

@@ -67,6 +67,8 @@ async def handle_rpc(link: SessionLink, payload: Any) -> Any:
             f"of {limits.burst} (GATEWAY_RATE_BURST); split the batch.",
         )
     await link.subscribed.wait()
+    if link.finished or link.closed:
+        return error_ack(prepared, SESSION_ENDED, _ended_message(link))
     return await _queue_and_wait(link, prepared)
 
 

@@ -1,4 +1,4 @@
-"""What every part of one gateway replica shares: settings, clients, helpers."""
+"""The shared state of one gateway replica: settings, clients and helpers."""
 
 from __future__ import annotations
 

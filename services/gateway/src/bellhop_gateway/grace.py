@@ -1,4 +1,4 @@
-"""The resume grace period: end detached sessions nobody came back for.
+"""The resume grace period: end detached sessions that no client resumed.
 
 A disconnect puts the session in the detached set with the time its grace
 ends. Every replica sweeps that set, and the claim script lets exactly one of

@@ -1,10 +1,10 @@
 """Admission to a session's queue: message size, rate limit and queue cap.
 
-The rate limit is a token bucket per session. Its state lives in the
-session's gateway record (fields tokens and stamp), and one Lua script checks
-the bucket and the queue length and pushes the item, so every replica shares
-one bucket and a rejected item never touches the queue. The script reads the
-clock with Redis TIME, so replicas with skewed clocks still agree.
+The rate limit is a token bucket per session, stored in the session's gateway
+record (fields tokens and stamp), so every replica shares one bucket. One Lua
+script checks the bucket and the queue length, then pushes the item, so a
+rejected item never touches the queue. The script reads the clock with Redis
+TIME, so replicas with skewed clocks still agree.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from bellhop_shared.keys import Keys
 
 # KEYS: record, queue. ARGV: rate per s, burst, cost, max queue, item.
 # Returns {status, detail}: detail is the queue length after a push, the wait
-# in seconds before the bucket holds `cost` tokens, or the queue length that
+# in seconds before the bucket contains `cost` tokens, or the queue length that
 # hit the cap.
 _ADMIT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'ended', '0'} end

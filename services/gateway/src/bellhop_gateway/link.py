@@ -1,7 +1,7 @@
 """A socket attached to a session on this replica: lifecycle, state and rpc calls.
 
-A link subscribes to the session's results channel, asks the orchestrator for
-a worker when the session is new, and turns worker state (from notifications,
+A link subscribes to the session's results channel, requests a worker from
+the orchestrator when the session is new, and turns worker state (from notifications,
 and from the heartbeat key in case a notification was missed) into `session`
 events. States only move forward: provisioning, starting, loading, ready, then
 ended or failed. A finished link disconnects its socket and cleans up; a link
@@ -94,6 +94,7 @@ class SessionLink:
         self._tasks: list[asyncio.Task[Any]] = []
         self._provisioning: asyncio.Task[bool] | None = None
         self._finisher: asyncio.Task[None] | None = None
+        self._emitted = False
 
     @property
     def session_id(self) -> str:
@@ -103,12 +104,13 @@ class SessionLink:
         self._tasks.append(asyncio.create_task(self._run()))
 
     async def call(self, payload: Any) -> Any:
-        """Answer one `rpc` event: a request, a batch, or a JSON text of either."""
+        """Return the acknowledgement for one `rpc` event (a request or a batch)."""
         return await calls.handle_rpc(self, payload)
 
     async def close(self) -> None:
         """Stop this link's tasks after its socket disconnected."""
         self.closed = True
+        self.subscribed.set()
         current = asyncio.current_task()
         tasks = [task for task in self._tasks if task is not current]
         for task in tasks:
@@ -137,6 +139,11 @@ class SessionLink:
 
     async def _run(self) -> None:
         if not await self.ctx.sockets.wait_connected(self.socket_sid):
+            if not self.closed:
+                logger.warning("%s socket did not finish connecting", self.label)
+                self.finish(
+                    SessionState.FAILED, "The connection did not complete; reconnect."
+                )
             return
         if self.is_new:
             self.message = f"Requesting a worker for dataset {self.record.dataset}."
@@ -207,6 +214,9 @@ class SessionLink:
                     self._worker_lost()
             elif time.monotonic() - started_at > START_TIMEOUT_S:
                 self._worker_never_started()
+            if not self._emitted:
+                # A resumed client learns the state even with no heartbeat yet.
+                await self._emit_state()
             ready = self.state is SessionState.READY
             await asyncio.sleep(
                 READY_POLL_S if ready else self.ctx.settings.gateway_state_poll_s
@@ -327,13 +337,14 @@ class SessionLink:
             logger.error("%s could not delete its keys error=%r", self.label, exc)
 
     async def _emit_state(self) -> None:
+        self._emitted = True
         if not self.closed:
             await self.ctx.sockets.emit(
                 "session", self.session_event(), self.socket_sid
             )
 
     async def _keep_client_heartbeat(self) -> None:
-        """Refresh the client key and the record while this socket holds the session."""
+        """Refresh the client key and the record while this socket is attached."""
         heartbeat = json.dumps(
             {"gateway_id": self.ctx.gateway_id, "connected_at": self._connected_at}
         )

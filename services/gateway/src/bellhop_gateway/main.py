@@ -50,7 +50,7 @@ def describe_errors(exc: ValidationError) -> str:
 
 
 def quiet_libraries() -> None:
-    """Keep library loggers at INFO or above, whatever LOG_LEVEL says.
+    """Keep library loggers at INFO or above, whatever LOG_LEVEL is.
 
     At DEBUG, uvicorn logs every websocket frame, connect auth included (JWTs,
     resume tokens), and httpx logs every orchestrator call at INFO.

@@ -1,6 +1,7 @@
 """JSON-RPC handling at the gateway: decode, validate, rewrite ids, build acks.
 
-The gateway answers malformed messages itself and queues only valid requests.
+The gateway responds to malformed messages itself and queues only valid
+requests.
 Each queued request gets a fresh id unique across replicas
 ("<gateway_id>:<n>"), so a worker response can be routed to the call that is
 waiting for it. The client's own id is restored in the acknowledgement.
@@ -31,7 +32,7 @@ from bellhop_shared.jsonrpc import (
 class Slot:
     """One request of a message, in the client's order.
 
-    A slot holds the gateway's own error response, or the id a queued request
+    A slot contains the gateway's own error response, or the id a queued request
     was rewritten to (None for a queued notification, which gets no response).
     """
 
@@ -43,7 +44,7 @@ class Slot:
 
 @dataclass
 class PreparedMessage:
-    """A client message split into gateway answers and the item to queue."""
+    """A client message split into gateway errors and the requests to queue."""
 
     is_batch: bool
     slots: list[Slot] = field(default_factory=list)
@@ -110,7 +111,7 @@ def _prepare_one(message: Any, new_id: Callable[[], str]) -> tuple[Slot, Any]:
 
 
 def prepare(message: Any, new_id: Callable[[], str]) -> PreparedMessage:
-    """Split a decoded message into gateway answers and requests to queue."""
+    """Split a decoded message into gateway errors and requests to queue."""
     if isinstance(message, list) and not message:
         raise RpcError(INVALID_REQUEST, "Invalid request: the batch is empty.")
     is_batch = isinstance(message, list)

@@ -96,7 +96,7 @@ class GatewaySettings(BaseServiceSettings):
         """Return the engine.io frame limit: the message limit plus headroom.
 
         The headroom lets a message slightly over GATEWAY_MAX_MESSAGE_BYTES
-        reach the rpc handler, which answers with a JSON-RPC error. A frame
+        reach the rpc handler, which returns a JSON-RPC error. A frame
         over this limit is dropped by engine.io, which closes the connection.
         """
         return self.gateway_max_message_bytes + 65_536

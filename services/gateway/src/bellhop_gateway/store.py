@@ -2,7 +2,7 @@
 
 Each session has a hash at Keys.gateway(sid) with the fields user, dataset,
 resume_hash (SHA-256 of the resume token, never the token), attached (the
-"<gateway_id>/<socket sid>" that holds the session, empty while detached),
+"<gateway_id>/<socket sid>" attached to the session, empty while detached),
 state ("active", or "ending" once a replica has claimed it for deletion) and
 the rate limiter's tokens and stamp. Detached sessions wait in the sorted set
 Keys.detached_sessions, scored by the unix time their grace period ends.
@@ -53,7 +53,7 @@ return 1
 """
 
 # KEYS: record, detached set. ARGV: sid, now. A session whose grace has ended
-# and that nobody re-attached is marked ending and leaves the set.
+# and that no socket re-attached is marked ending and leaves the set.
 _CLAIM = """
 local deadline = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not deadline or tonumber(deadline) > tonumber(ARGV[2]) then return 0 end
@@ -65,7 +65,7 @@ return 1
 """
 
 # KEYS: record, client key. ARGV: attachment, record ttl s, client JSON,
-# client ttl s. Refreshes both keys while this attachment holds the session.
+# client ttl s. Refreshes both keys while this attachment is the current one.
 _REFRESH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HGET', KEYS[1], 'attached') ~= ARGV[1] then return 0 end
@@ -76,7 +76,7 @@ return 1
 
 
 class Holder(Enum):
-    """Who holds a session, as seen by one attachment's heartbeat."""
+    """The socket a session is attached to, as one attachment's heartbeat sees it."""
 
     THIS = 1
     OTHER = 0
@@ -161,7 +161,7 @@ class SessionStore:
         )
 
     async def detach(self, session_id: str, attachment: str, grace_s: float) -> bool:
-        """Start the grace period; False when another socket holds the session."""
+        """Start the grace period; False when another socket is attached instead."""
         keys = self._session_keys(session_id)
         deadline = time.time() + grace_s
         args = [session_id, attachment, repr(deadline), self._record_ttl_s]
@@ -170,7 +170,7 @@ class SessionStore:
     async def refresh(
         self, session_id: str, attachment: str, client_json: str
     ) -> Holder:
-        """Refresh the client heartbeat while this attachment holds the session."""
+        """Refresh the client heartbeat while this attachment is the current one."""
         keys = [self._keys.gateway(session_id), self._keys.client(session_id)]
         args = [attachment, self._record_ttl_s, client_json, self._client_ttl_s]
         return Holder(int(await self._refresh(keys=keys, args=args)))

@@ -2,7 +2,8 @@
 
 The browser library comes from npm (services/gateway/package.json) and is
 served straight from node_modules, never copied into the repository. When it
-is missing the page is replaced by an error page that says how to install it.
+is missing the page is replaced by an error page that explains how to install
+it.
 """
 
 from __future__ import annotations
