@@ -237,3 +237,23 @@ def test_nothing_queued_for_rejected_messages(
     session_id = run(scenario())
 
     assert redis_client.llen(KEYS.queue(session_id)) == 0
+
+
+def test_requests_queued_in_sent_order(
+    gateway: Any, orchestrator: FakeOrchestrator, redis_client: redis.Redis
+) -> None:
+    async def scenario() -> tuple[str, list[Any]]:
+        client = await GatewayClient(gateway.url).connect({"dataset": "slow"})
+        try:
+            await client.wait_for(lambda c: c.events)
+            # Five requests: the queue cap (GATEWAY_MAX_QUEUE) of the test gateway.
+            calls = [client.rpc(request(n, "echo", {"n": n})) for n in range(5)]
+            return client.session_id, await asyncio.gather(*calls)
+        finally:
+            await client.close()
+
+    session_id, responses = run(scenario())
+
+    assert [response["result"]["n"] for response in responses] == list(range(5))
+    queued = orchestrator.workers[session_id].items
+    assert [item["params"]["n"] for item in queued] == list(range(5))

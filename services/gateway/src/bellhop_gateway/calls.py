@@ -75,9 +75,10 @@ async def handle_rpc(link: SessionLink, payload: Any) -> Any:
 async def _queue_and_wait(link: SessionLink, prepared: PreparedMessage) -> Any:
     call = link.relay.register(prepared)
     try:
-        admission = await link.ctx.admitter.push(
-            link.session_id, prepared.item_text(), prepared.cost
-        )
+        async with link.push_lock:
+            admission = await link.ctx.admitter.push(
+                link.session_id, prepared.item_text(), prepared.cost
+            )
     except (RedisError, OSError) as exc:
         link.relay.unregister(call)
         logger.error("%s queue push failed error=%r", link.label, exc)

@@ -83,6 +83,10 @@ class SessionLink:
             self.label,
         )
         self.subscribed = asyncio.Event()
+        # Pushes go out one at a time, in the order the client sent them: each
+        # push may use another pooled Redis connection, and concurrent pushes
+        # could reach Redis in any order.
+        self.push_lock = asyncio.Lock()
         self.state = SessionState.PROVISIONING if is_new else SessionState.STARTING
         self.progress = 0.0
         self.message = ""
