@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import aiohttp
 import socketio
 
 TERMINAL_STATES = {"ready", "failed", "ended"}
@@ -32,7 +33,10 @@ class GatewayClient:
         self.disconnected = asyncio.Event()
         self._changed = asyncio.Event()
         self._rejection: Any = None
-        self.sio = socketio.AsyncClient(reconnection=False)
+        # Owned here so it is closed even after a rejected connection, which
+        # python-socketio leaves open.
+        self._http = aiohttp.ClientSession()
+        self.sio = socketio.AsyncClient(reconnection=False, http_session=self._http)
         self.sio.on("session", self._on_session)
         self.sio.on("notification", self._on_notification)
         self.sio.on("connect_error", self._on_connect_error)
@@ -47,6 +51,7 @@ class GatewayClient:
                 wait_timeout=10,
             )
         except socketio.exceptions.ConnectionError as exc:
+            await self._http.close()
             raise Rejected(self._rejection or str(exc)) from exc
         return self
 
@@ -119,6 +124,7 @@ class GatewayClient:
     async def close(self) -> None:
         if self.sio.connected:
             await self.sio.disconnect()
+        await self._http.close()
 
 
 def request(request_id: Any, method: str, params: Any = None) -> dict[str, Any]:

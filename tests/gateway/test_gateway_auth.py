@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 import redis
+import socketio
 from conftest import GATEWAY_SECRET
 from gateway_client import GatewayClient, Rejected, run
 from gateway_fakes import FakeOrchestrator
@@ -107,3 +109,24 @@ def test_anonymous_gateway_warns_at_start(gateway: Any) -> None:
         "accepts anonymous sessions because GATEWAY_SECRET is unset"
         in gateway.log_text()
     )
+
+
+async def connects_with_origin(url: str, origin: str) -> bool:
+    async with aiohttp.ClientSession() as http:
+        client = socketio.AsyncClient(reconnection=False, http_session=http)
+        try:
+            await client.connect(
+                url,
+                headers={"Origin": origin},
+                transports=["websocket"],
+                wait_timeout=10,
+            )
+        except socketio.exceptions.ConnectionError:
+            return False
+        await client.disconnect()
+        return True
+
+
+def test_foreign_origin_rejected(gateway: Any, redis_client: redis.Redis) -> None:
+    assert run(connects_with_origin(gateway.url, gateway.url)) is True
+    assert run(connects_with_origin(gateway.url, "http://elsewhere.example")) is False

@@ -82,6 +82,10 @@ class GraceKeeper:
                     backoff_s,
                 )
                 backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+            except Exception:
+                # Without the sweeper no detached session would ever end.
+                logger.exception("gateway %s grace sweep failed", self._gateway_id)
+                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
             await asyncio.sleep(backoff_s)
 
     async def sweep_once(self) -> None:

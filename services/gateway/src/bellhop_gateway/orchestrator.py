@@ -57,6 +57,21 @@ def _error_for(response: httpx.Response, dataset: str) -> OrchestratorError:
     )
 
 
+def _record(response: httpx.Response) -> dict[str, Any]:
+    try:
+        record = response.json()
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        raise OrchestratorError(
+            f"orchestrator returned HTTP {response.status_code} without a JSON "
+            f"session record: {response.text[:200]!r}",
+            "The gateway could not start a worker; try again later.",
+            "orchestrator_error",
+        )
+    return record
+
+
 class OrchestratorClient:
     """Creates and deletes sessions, retrying transport failures with backoff."""
 
@@ -75,8 +90,7 @@ class OrchestratorClient:
         response = await self._send("POST", "/v1/sessions", session_id, json=body)
         if response.status_code not in (200, 201):
             raise _error_for(response, dataset)
-        record: dict[str, Any] = response.json()
-        return record
+        return _record(response)
 
     async def delete_session(self, session_id: str) -> dict[str, Any] | None:
         """DELETE /v1/sessions/{id}; return the final record, None when unknown."""
@@ -85,8 +99,7 @@ class OrchestratorClient:
             return None
         if response.status_code != 200:
             raise _error_for(response, "-")
-        record: dict[str, Any] = response.json()
-        return record
+        return _record(response)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -83,7 +83,7 @@ class ResultRelay:
                 backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
                 continue
             if message and message["type"] == "message":
-                await self._dispatch(message["data"])
+                await self._dispatch_safely(message["data"])
 
     async def close(self) -> None:
         try:
@@ -109,6 +109,14 @@ class ResultRelay:
             if not call.future.done():
                 call.future.set_result(None)
         self._pending.clear()
+
+    async def _dispatch_safely(self, text: str) -> None:
+        try:
+            await self._dispatch(text)
+        except Exception:
+            # The reader must outlive a bug in one message's handling, or every
+            # later response of the session would time out.
+            logger.exception("%s failed to handle a result", self._label)
 
     async def _dispatch(self, text: str) -> None:
         try:
