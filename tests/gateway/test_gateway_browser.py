@@ -91,8 +91,17 @@ def gateway_url(
     gateway_env.pop("GATEWAY_SECRET", None)
     gateway = _start("gateway", "bellhop_gateway.main", gateway_env, log_dir)
     yield f"http://127.0.0.1:{gateway_port}/"
+    end_sessions(f"http://127.0.0.1:{orchestrator_port}")
     gateway.stop()
     orchestrator.stop()
+
+
+def end_sessions(orchestrator_url: str) -> None:
+    """Delete every session, so no worker outlives the test in its grace period."""
+    sessions = httpx.get(f"{orchestrator_url}/v1/sessions", timeout=10).json()
+    for record in sessions:
+        session_id = record["session_id"]
+        httpx.delete(f"{orchestrator_url}/v1/sessions/{session_id}", timeout=30)
 
 
 @pytest.fixture(scope="module")
