@@ -30,6 +30,7 @@ from typing import Any
 import redis as redis_py
 from bellhop_shared.keys import Keys, new_session_id
 from harness import (
+    BenchError,
     Processes,
     RedisServer,
     Stats,
@@ -78,7 +79,8 @@ def start_bellhop_worker(
 ) -> subprocess.Popen[bytes]:
     env = bench_env(REDIS_URL=redis.url, WORKER_IDLE_TIMEOUT_S="3600")
     argv = [sys.executable, "-m", "bellhop_worker.main"]
-    argv += ["--session", session_id, "--dataset", dataset]
+    # Session ids may start with "-", so each value is joined to its option.
+    argv += [f"--session={session_id}", f"--dataset={dataset}"]
     return processes.start(f"worker-{session_id[:8]}", argv, env)
 
 
@@ -86,7 +88,7 @@ def start_polling_worker(
     processes: Processes, redis: RedisServer, session_id: str, dataset: str | None
 ) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "bench/polling_worker.py", "--url", redis.url]
-    argv += ["--session", session_id, "--ready-key", _ready_key(session_id)]
+    argv += [f"--session={session_id}", f"--ready-key={_ready_key(session_id)}"]
     argv += ["--interval-ms", f"{POLL_INTERVAL_MS:g}"]
     if dataset is not None:
         argv += ["--dataset", dataset]
@@ -102,6 +104,22 @@ def is_ready(client: redis_py.Redis, session_id: str, design: str) -> bool:
         return bool(client.exists(_ready_key(session_id)))
     text = client.get(KEYS.worker(session_id))
     return bool(text) and json.loads(text)["state"] == "ready"
+
+
+def all_ready(
+    client: redis_py.Redis,
+    sessions: list[str],
+    procs: list[subprocess.Popen[bytes]],
+    design: str,
+) -> bool:
+    """Return True when every worker is ready; raise when one has exited."""
+    exited = [proc for proc in procs if proc.poll() is not None]
+    if exited:
+        raise BenchError(
+            f"{len(exited)} {design} workers exited before ready, the first with "
+            f"status {exited[0].returncode}; see its log in the bench work directory"
+        )
+    return all(is_ready(client, sid, design) for sid in sessions)
 
 
 # Latency -------------------------------------------------------------------
@@ -141,7 +159,9 @@ def measure_latency(
     client = redis.client()
     try:
         wait_until(
-            lambda: is_ready(client, session_id, design), 120, f"{design} worker"
+            lambda: all_ready(client, [session_id], [proc], design),
+            120,
+            f"{design} worker",
         )
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(KEYS.results(session_id))
@@ -188,8 +208,12 @@ def measure_idle(
     procs = [start(processes, redis, sid, dataset) for sid in sessions]
     client = redis.client()
     try:
-        ready = lambda: all(is_ready(client, sid, design) for sid in sessions)  # noqa: E731
-        wait_until(ready, 900, f"{len(sessions)} idle {design} workers", 1.0)
+        wait_until(
+            lambda: all_ready(client, sessions, procs, design),
+            900,
+            f"{len(sessions)} idle {design} workers",
+            1.0,
+        )
         # Let every worker finish its start-up commands before the window.
         time.sleep(plan.settle_s)
         commands = _count_commands(redis, plan.idle_window_s)
