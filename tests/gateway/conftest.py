@@ -73,16 +73,18 @@ def start_gateway(
 
     def start(name: str, **overrides: str) -> RunningGateway:
         port = free_port()
-        env = service_env(
-            redis_url,
-            PORT=str(port),
-            GATEWAY_ID=name,
-            ORCHESTRATOR_URL=orchestrator.url,
-            ORCHESTRATOR_TOKEN=ORCHESTRATOR_TOKEN,
-            **{**TEST_SETTINGS, **overrides},
-        )
-        env.pop("GATEWAY_SECRET", None)
-        env.update({k: v for k, v in overrides.items() if k == "GATEWAY_SECRET"})
+        settings = {
+            "PORT": str(port),
+            "GATEWAY_ID": name,
+            "ORCHESTRATOR_URL": orchestrator.url,
+            "ORCHESTRATOR_TOKEN": ORCHESTRATOR_TOKEN,
+            **TEST_SETTINGS,
+            **overrides,
+        }
+        env = service_env(redis_url, **settings)
+        if "GATEWAY_SECRET" not in overrides:
+            # An inherited secret would make every test gateway a secured one.
+            env.pop("GATEWAY_SECRET", None)
         argv = [sys.executable, "-m", "bellhop_gateway.main"]
         process = ServiceProcess(name, argv, env, log_dir)
         running = RunningGateway(f"http://127.0.0.1:{port}", process)

@@ -9,7 +9,7 @@ import redis
 from conftest import ORCHESTRATOR_TOKEN
 from gateway_client import GatewayClient, run
 from gateway_fakes import KEYS, FakeOrchestrator
-from support import wait_until
+from support import free_port, wait_until
 
 
 def test_events_reach_ready(
@@ -171,3 +171,19 @@ def test_client_heartbeat_key_while_attached(
     assert json.loads(heartbeat)["gateway_id"] == "g-one"
     assert 0 < ttl_s <= 15
     wait_until(lambda: redis_client.get(KEYS.client(session_id)) is None, 10)
+
+
+def test_unreachable_orchestrator_fails_session(
+    start_gateway: Any, redis_client: redis.Redis
+) -> None:
+    closed_port = free_port()
+    stranded = start_gateway(
+        "g-stranded", ORCHESTRATOR_URL=f"http://127.0.0.1:{closed_port}"
+    )
+
+    event, disconnected, _ = failed_session(stranded.url, "flights")
+
+    assert event["state"] == "failed"
+    assert "unreachable" in event["message"]
+    assert disconnected
+    assert "giving up after 4 attempts" in stranded.log_text()

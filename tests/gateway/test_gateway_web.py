@@ -1,0 +1,47 @@
+"""HTTP routes: the page, its client library, the error page and /healthz."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from support import REPO, skip_or_fail
+
+BUNDLE = REPO / "services/gateway/node_modules/socket.io-client/dist/socket.io.min.js"
+
+
+def test_page_and_assets_served(gateway: Any) -> None:
+    if not BUNDLE.exists():
+        skip_or_fail("socket.io-client is missing; run `npm ci` in services/gateway")
+
+    page = httpx.get(gateway.url + "/")
+    script = httpx.get(gateway.url + "/static/app.js")
+    bundle = httpx.get(gateway.url + "/vendor/socket.io.min.js")
+    health = httpx.get(gateway.url + "/healthz")
+
+    assert page.status_code == 200
+    assert 'id="count"' in page.text
+    assert script.status_code == 200
+    assert bundle.status_code == 200
+    assert bundle.content == BUNDLE.read_bytes()
+    assert health.json() == {"status": "ok", "gateway_id": "g-one"}
+
+
+@pytest.fixture(scope="module")
+def gateway_without_bundle(start_gateway: Any, tmp_path_factory: Any) -> Any:
+    empty = tmp_path_factory.mktemp("no-node-modules")
+    return start_gateway("g-no-bundle", GATEWAY_NODE_MODULES=str(empty))
+
+
+def test_missing_bundle_gives_error_page(gateway_without_bundle: Any) -> None:
+    page = httpx.get(gateway_without_bundle.url + "/")
+    bundle = httpx.get(gateway_without_bundle.url + "/vendor/socket.io.min.js")
+
+    assert page.status_code == 503
+    assert "npm ci" in page.text
+    assert bundle.status_code == 503
+    assert "socket.io-client" in bundle.text
+    assert (
+        "The Socket.IO browser client is missing" in gateway_without_bundle.log_text()
+    )
