@@ -250,3 +250,18 @@ def test_demo_prints_csv_count(gateway_url: str) -> None:
     expected = csv_count({"UA", "DL"}, {"JFK"})
     assert f"count: {expected:,} rows" in finished.stdout
     assert "round trip over 3 requests" in finished.stdout
+
+
+def test_stale_saved_session_starts_new(page_url: str, browser: Any) -> None:
+    page = open_ready_page(browser, page_url, "laptop")
+    try:
+        stale = {"session_id": "x" * 43, "resume_token": "stale", "dataset": "flights"}
+        page.evaluate(
+            "saved => sessionStorage.setItem('bellhop.session', JSON.stringify(saved))",
+            stale,
+        )
+        page.reload()
+        page.wait_for_selector('#state[data-state="ready"]', timeout=LOAD_TIMEOUT_MS)
+        assert page.text_content("#session-id") not in ("x" * 43, "–")
+    finally:
+        page.close()

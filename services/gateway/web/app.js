@@ -1,27 +1,18 @@
-// Bellhop explorer: one Socket.IO session per tab, JSON-RPC over the `rpc` event.
+// Bellhop explorer: facets, ranges, counts, rows and a histogram of a dataset.
 //
-// The page keeps the session id and resume token in sessionStorage, so a
-// reload within the gateway's grace period re-attaches to the same worker.
-// Every filter change sends one batch: the filtered page with facet counts,
-// the histogram, and one count per facet field that has selections (that
-// field's own selection left out, so its unchecked values show what adding
-// them would match).
+// The session and its rpc calls are in session.js. Every filter change sends
+// one batch: the filtered page with facet counts, the histogram, and one count
+// per facet field that has selections. That last count leaves the field's own
+// selection out, so its unchecked values show what adding them would match.
 "use strict";
 
 (function () {
-  const STORAGE_KEY = "bellhop.session";
-  const TOKEN_KEY = "bellhop.token";
+  const { rpc, request, resultOf } = window.BellhopSession;
   const PAGE_ROWS = 20;
   const TABLE_COLUMNS = 10;
   const MAX_FACET_VALUES = 120;
   const HISTOGRAM_BINS = 30;
   const DEFAULT_HISTOGRAM_FIELD = "arr_delay";
-  const RESUME_ERRORS = new Set([
-    "session_not_found",
-    "invalid_resume_token",
-    "session_forbidden",
-  ]);
-
   // Phones start with every filter group folded, so the results stay close.
   const WIDE_SCREEN = window.matchMedia("(min-width: 800px)");
 
@@ -29,7 +20,6 @@
   const dataset = params.get("dataset") || "flights";
 
   const state = {
-    socket: null,
     fields: {},
     facetFields: [],
     numericFields: [],
@@ -40,48 +30,9 @@
     ready: false,
     querySeq: 0,
     queryTimer: null,
-    rpcSeq: 0,
   };
 
   const $ = (selector) => document.querySelector(selector);
-
-  // Session storage: the resume credentials of this tab's session.
-
-  function storedSession() {
-    try {
-      const saved = JSON.parse(sessionStorage.getItem(STORAGE_KEY) || "null");
-      return saved && saved.dataset === dataset ? saved : null;
-    } catch (error) {
-      return null;
-    }
-  }
-
-  function storeSession(event) {
-    const saved = {
-      session_id: event.session_id,
-      resume_token: event.resume_token,
-      dataset: dataset,
-    };
-    sessionStorage.setItem(STORAGE_KEY, JSON.stringify(saved));
-  }
-
-  function forgetSession() {
-    sessionStorage.removeItem(STORAGE_KEY);
-  }
-
-  function connectAuth() {
-    const auth = {};
-    const token = localStorage.getItem(TOKEN_KEY);
-    if (token) auth.token = token;
-    const saved = storedSession();
-    if (saved) {
-      auth.session = saved.session_id;
-      auth.resume = saved.resume_token;
-    } else {
-      auth.dataset = dataset;
-    }
-    return auth;
-  }
 
   // Status display.
 
@@ -102,32 +53,6 @@
     const box = $("#error");
     box.textContent = text || "";
     box.hidden = !text;
-  }
-
-  // RPC over the socket.
-
-  function rpc(payload, timeoutMs) {
-    return new Promise((resolve, reject) => {
-      state.socket
-        .timeout(timeoutMs || 65000)
-        .emit("rpc", payload, (error, response) => {
-          if (error) reject(new Error("the gateway did not respond in time"));
-          else resolve(response);
-        });
-    });
-  }
-
-  function request(method, params) {
-    state.rpcSeq += 1;
-    return { jsonrpc: "2.0", id: state.rpcSeq, method: method, params: params };
-  }
-
-  function resultOf(response) {
-    if (!response) throw new Error("empty response");
-    if (response.error) {
-      throw new Error(response.error.message + " (code " + response.error.code + ")");
-    }
-    return response.result;
   }
 
   // Controls built from `describe`.
@@ -462,24 +387,11 @@
     $("#session-id").textContent = event.session_id;
     if (event.dataset) $("#dataset-name").textContent = event.dataset;
     if (event.state === "ended" || event.state === "failed") {
-      forgetSession();
       state.ready = false;
       $("#restart").hidden = false;
       return;
     }
-    storeSession(event);
     if (event.state === "ready" && !state.ready) onReady();
-  }
-
-  function onConnectError(error) {
-    const code = error && error.data && error.data.code;
-    if (RESUME_ERRORS.has(code)) {
-      // The saved session is gone: start a new one.
-      forgetSession();
-      state.socket.connect();
-      return;
-    }
-    showState("offline", "Cannot connect: " + (error && error.message), 0);
   }
 
   function onDisconnect(reason) {
@@ -489,24 +401,20 @@
   }
 
   function connect() {
-    if (typeof io !== "function") {
+    try {
+      window.BellhopSession.open(dataset, {
+        onSession: onSession,
+        onOffline: (message) => showState("offline", message, 0),
+        onDisconnect: onDisconnect,
+      });
+    } catch (error) {
       showState("offline", "", 0);
-      showError("The Socket.IO client did not load; see /vendor/socket.io.min.js.");
-      return;
+      showError(error.message);
     }
-    state.socket = io({
-      transports: ["websocket"],
-      auth: (send) => send(connectAuth()),
-      reconnectionDelayMax: 5000,
-    });
-    state.socket.on("session", onSession);
-    state.socket.on("connect_error", onConnectError);
-    state.socket.on("disconnect", onDisconnect);
-    state.socket.on("notification", (note) => console.info("notification", note));
   }
 
   function restart() {
-    forgetSession();
+    window.BellhopSession.forget();
     window.location.reload();
   }
 

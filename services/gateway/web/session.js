@@ -1,0 +1,111 @@
+// Bellhop session: the Socket.IO connection, its resume credentials and rpc.
+//
+// The session id and resume token live in sessionStorage, so a reload of this
+// tab within the gateway's grace period re-attaches to the same worker. A
+// resume the gateway rejects (the session ended meanwhile) starts a new one.
+"use strict";
+
+window.BellhopSession = (function () {
+  const STORAGE_KEY = "bellhop.session";
+  const TOKEN_KEY = "bellhop.token";
+  const RPC_TIMEOUT_MS = 65000;
+  const RESUME_ERRORS = new Set([
+    "session_not_found",
+    "invalid_resume_token",
+    "session_forbidden",
+  ]);
+
+  let socket = null;
+  let dataset = "flights";
+  let requestCount = 0;
+
+  function storedSession() {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(STORAGE_KEY) || "null");
+      return saved && saved.dataset === dataset ? saved : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function storeSession(event) {
+    const saved = {
+      session_id: event.session_id,
+      resume_token: event.resume_token,
+      dataset: dataset,
+    };
+    sessionStorage.setItem(STORAGE_KEY, JSON.stringify(saved));
+  }
+
+  function forget() {
+    sessionStorage.removeItem(STORAGE_KEY);
+  }
+
+  function connectAuth() {
+    const auth = {};
+    const token = localStorage.getItem(TOKEN_KEY);
+    if (token) auth.token = token;
+    const saved = storedSession();
+    if (saved) {
+      auth.session = saved.session_id;
+      auth.resume = saved.resume_token;
+    } else {
+      auth.dataset = dataset;
+    }
+    return auth;
+  }
+
+  // Open the connection; handlers: onSession, onOffline, onDisconnect.
+  function open(datasetName, handlers) {
+    dataset = datasetName;
+    if (typeof io !== "function") {
+      throw new Error("The Socket.IO client did not load; see /vendor/socket.io.min.js.");
+    }
+    socket = io({
+      transports: ["websocket"],
+      auth: (send) => send(connectAuth()),
+      reconnectionDelayMax: 5000,
+    });
+    socket.on("session", (event) => {
+      if (event.state === "ended" || event.state === "failed") forget();
+      else storeSession(event);
+      handlers.onSession(event);
+    });
+    socket.on("connect_error", (error) => {
+      const code = error && error.data && error.data.code;
+      if (RESUME_ERRORS.has(code)) {
+        forget();
+        socket.connect();
+        return;
+      }
+      handlers.onOffline("Cannot connect: " + (error && error.message));
+    });
+    socket.on("disconnect", handlers.onDisconnect);
+    socket.on("notification", (note) => console.info("notification", note));
+  }
+
+  function rpc(payload) {
+    return new Promise((resolve, reject) => {
+      socket.timeout(RPC_TIMEOUT_MS).emit("rpc", payload, (error, response) => {
+        if (error) reject(new Error("the gateway did not respond in time"));
+        else resolve(response);
+      });
+    });
+  }
+
+  function request(method, params) {
+    requestCount += 1;
+    return { jsonrpc: "2.0", id: requestCount, method: method, params: params };
+  }
+
+  // Return a response's result, or throw its JSON-RPC error.
+  function resultOf(response) {
+    if (!response) throw new Error("empty response");
+    if (response.error) {
+      throw new Error(response.error.message + " (code " + response.error.code + ")");
+    }
+    return response.result;
+  }
+
+  return { open, rpc, request, resultOf, forget };
+})();
