@@ -10,8 +10,8 @@ import jwt
 import pytest
 import redis
 import socketio
-from conftest import GATEWAY_SECRET
 from gateway_client import GatewayClient, Rejected, run
+from gateway_env import GATEWAY_SECRET
 from gateway_fakes import FakeOrchestrator
 
 

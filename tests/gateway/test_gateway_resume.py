@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 import redis
-from conftest import TEST_SETTINGS
 from gateway_client import GatewayClient, Rejected, request, run
+from gateway_env import TEST_SETTINGS
 from gateway_fakes import KEYS, FakeOrchestrator
 from support import wait_until
 

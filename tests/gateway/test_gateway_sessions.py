@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import redis
-from conftest import ORCHESTRATOR_TOKEN
 from gateway_client import GatewayClient, run
+from gateway_env import ORCHESTRATOR_TOKEN
 from gateway_fakes import KEYS, FakeOrchestrator
 from support import free_port, wait_until
 
