@@ -101,6 +101,7 @@ def test_formatters_redact_and_carry_fields() -> None:
             "msg": "using %s",
             "args": ("postgresql://app:pw123@db/test",),
             "session": "s-1",
+            "color_message": "using \x1b[1m%s\x1b[0m",
         }
     )
     kv_line = KeyValueFormatter().format(record)
@@ -109,3 +110,5 @@ def test_formatters_redact_and_carry_fields() -> None:
     assert "session=s-1" in kv_line
     assert "pw123" not in json_line["message"]
     assert json_line["session"] == "s-1"
+    assert "color_message" not in kv_line
+    assert "color_message" not in json_line

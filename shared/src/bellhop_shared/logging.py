@@ -21,7 +21,12 @@ _SECRET_FIELD = re.compile(
     r"(?i)\b(token|secret|password|authorization|api_key)=([^\s]+)"
 )
 
-_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# uvicorn adds color_message, a copy of the message with terminal colours.
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 def redact(text: str) -> str:
