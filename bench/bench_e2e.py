@@ -36,6 +36,7 @@ from harness import (
     cpu_seconds,
     free_port,
     log,
+    memory_rollup,
     port_is_open,
     redis_server,
     summarize,
@@ -183,6 +184,18 @@ async def _cpu_per_request(
     return per_request
 
 
+def _worker_memory_line(worker_pid: int) -> str:
+    memory = memory_rollup(worker_pid)
+    if memory is None:
+        return "The worker's memory could not be read from /proc."
+    mib = 2**20
+    return (
+        f"The flights worker's memory after these requests: RSS "
+        f"{memory['rss'] / mib:.0f} MiB, PSS {memory['pss'] / mib:.0f} MiB, "
+        f"private {memory['uss'] / mib:.0f} MiB (/proc/<pid>/smaps_rollup)."
+    )
+
+
 async def _profile(
     ctx: Context, system: BellhopSystem, clients: Clients, plan: Plan
 ) -> list[str]:
@@ -270,6 +283,7 @@ async def _run_async(ctx: Context) -> Section:
                     cpu = await _cpu_per_request(
                         system, clients, plan.accounting_requests
                     )
+                    memory = _worker_memory_line(clients.worker_pid)
                     profile = (
                         await _profile(ctx, system, clients, plan)
                         if ctx.profile
@@ -281,7 +295,9 @@ async def _run_async(ctx: Context) -> Section:
                     clients.trip.close()
     finally:
         processes.stop_all()
-    return _section(plan, samples, cpu, profile, response_bytes)
+    header = "Where the CPU time goes (py-spy, while requests ran back to back):"
+    extra = [memory, "", header, "", *profile] if profile else [memory]
+    return _section(plan, samples, cpu, extra, response_bytes)
 
 
 def _section(
@@ -366,11 +382,7 @@ def _lines(
         "|---|---:|",
     ]
     lines += [f"| {name} | {ms(value)} |" for name, value in cpu.items()]
-    lines += [
-        "",
-        "Where the CPU time goes (py-spy, while requests ran back to back):",
-        "",
-    ]
+    lines.append("")
     return lines
 
 

@@ -286,20 +286,23 @@ def bench_env(**extra: str) -> dict[str, str]:
 
 
 def terminate_pids(pids: list[int], timeout_s: float = 15.0) -> None:
-    """SIGTERM each pid still running, then SIGKILL the ones that outlive timeout_s.
+    """SIGTERM each pid still running, then SIGKILL the ones that do not exit.
 
     Only pass pids this benchmark started, directly or through its orchestrator.
     """
     for pid in pids:
         if is_running(pid):
             _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
+    # Many Python processes exiting at once on two cores take a while to tear
+    # down, so the wait grows with their number.
+    deadline = time.monotonic() + timeout_s + 0.5 * len(pids)
     while any(is_running(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    for pid in pids:
-        if is_running(pid):
-            log(f"pid {pid} outlived SIGTERM by {timeout_s:g} s; sending SIGKILL")
-            _signal(pid, signal.SIGKILL)
+    stuck = [pid for pid in pids if is_running(pid)]
+    if stuck:
+        log(f"{len(stuck)} processes outlived SIGTERM (first pid {stuck[0]}); SIGKILL")
+    for pid in stuck:
+        _signal(pid, signal.SIGKILL)
 
 
 def _signal(pid: int, signum: signal.Signals) -> None:

@@ -9,6 +9,7 @@ worker still running after that is stopped by its pid.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,14 +41,22 @@ BASE_SETTINGS = {
 
 @dataclass
 class BellhopSystem:
-    """A running orchestrator and gateway and the Redis they share."""
+    """A running orchestrator, one or more gateway replicas and their Redis."""
 
     redis: RedisServer
     orchestrator_url: str
-    gateway_url: str
+    gateway_urls: list[str]
     orchestrator_pid: int
-    gateway_pid: int
+    gateway_pids: list[int]
     keys: Keys
+
+    @property
+    def gateway_url(self) -> str:
+        return self.gateway_urls[0]
+
+    @property
+    def gateway_pid(self) -> int:
+        return self.gateway_pids[0]
 
     def worker_pids(self) -> dict[str, int]:
         """Return session id -> worker pid, read from the worker heartbeat keys."""
@@ -84,11 +93,11 @@ def _is_healthy(url: str) -> bool:
 
 @contextmanager
 def bellhop_system(
-    processes: Processes, redis: RedisServer, **settings: str
+    processes: Processes, redis: RedisServer, gateways: int = 1, **settings: str
 ) -> Iterator[BellhopSystem]:
-    """Start the orchestrator and the gateway; stop them and their workers after."""
+    """Start the orchestrator and the gateways; stop them and their workers after."""
     env = {**BASE_SETTINGS, **settings}
-    orchestrator_port, gateway_port = free_port(), free_port()
+    orchestrator_port = free_port()
     orchestrator_url = f"http://127.0.0.1:{orchestrator_port}"
     orchestrator = processes.start(
         "orchestrator",
@@ -96,34 +105,51 @@ def bellhop_system(
         bench_env(REDIS_URL=redis.url, PORT=str(orchestrator_port), **env),
     )
     wait_until(lambda: _is_healthy(orchestrator_url), 60, "the orchestrator")
-    gateway = processes.start(
-        "gateway",
+    replicas = [
+        _start_gateway(processes, redis, orchestrator_url, number, env)
+        for number in range(gateways)
+    ]
+    urls = [url for url, _ in replicas]
+    for url in urls:
+        wait_until(lambda url=url: _is_healthy(url), 60, f"the gateway at {url}")
+    pids = [proc.pid for _, proc in replicas]
+    system = BellhopSystem(
+        redis, orchestrator_url, urls, orchestrator.pid, pids, Keys()
+    )
+    try:
+        yield system
+    finally:
+        worker_pids = set(system.worker_pids().values())
+        servers = [proc for _, proc in replicas] + [orchestrator]
+        _stop_system(processes, system, worker_pids, servers)
+
+
+def _start_gateway(
+    processes: Processes,
+    redis: RedisServer,
+    orchestrator_url: str,
+    number: int,
+    env: dict[str, str],
+) -> tuple[str, subprocess.Popen[bytes]]:
+    port = free_port()
+    proc = processes.start(
+        f"gateway-{number}",
         [sys.executable, "-m", "bellhop_gateway.main"],
         bench_env(
             REDIS_URL=redis.url,
-            PORT=str(gateway_port),
+            PORT=str(port),
             ORCHESTRATOR_URL=orchestrator_url,
             **env,
         ),
     )
-    gateway_url = f"http://127.0.0.1:{gateway_port}"
-    wait_until(lambda: _is_healthy(gateway_url), 60, "the gateway")
-    system = BellhopSystem(
-        redis, orchestrator_url, gateway_url, orchestrator.pid, gateway.pid, Keys()
-    )
-    seen_pids: set[int] = set()
-    try:
-        yield system
-    finally:
-        seen_pids.update(system.worker_pids().values())
-        _stop_system(processes, system, seen_pids, [gateway, orchestrator])
+    return f"http://127.0.0.1:{port}", proc
 
 
 def _stop_system(
     processes: Processes,
     system: BellhopSystem,
     worker_pids: set[int],
-    servers: list,
+    servers: list[subprocess.Popen[bytes]],
 ) -> None:
     try:
         system.delete_sessions()
