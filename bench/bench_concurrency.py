@@ -2,7 +2,7 @@
 
 Every client is its own Socket.IO connection to the gateway, so the system
 runs N worker processes. The schedule is open loop: each session sends on
-its own 100 ms grid (random phase) whether or not earlier answers came back,
+its own 100 ms grid (random phase) whether or not earlier responses came back,
 so a slow system is not hidden by a slower request rate. Latency runs from
 the moment a request is emitted to its acknowledgement; how late the client
 emitted against the grid is reported apart, since the load generator shares
@@ -65,7 +65,7 @@ class Plan:
 
 
 # NOTE: a gateway replica runs out of Redis connections well before 100
-# sessions: each session's results subscription holds a connection of the
+# sessions: each session's results subscription keeps a connection of the
 # replica's pool, whose redis-py 8 default max_connections is 100, and every
 # queue push borrows another. Two replicas of 50 busy sessions each failed
 # with MaxConnectionsError on this machine, so the load is spread over four
@@ -261,6 +261,7 @@ def _section(
     offered = plan.sessions / INTERVAL_S
     cores = _cores(load)
     idle_per_s = idle.get("total", 0) / plan.idle_s
+
     section = Section(TITLE)
     section.targets = [
         Target(
@@ -276,6 +277,7 @@ def _section(
             latency.p99 < P99_TARGET_MS,
         ),
     ]
+
     section.data = {
         "dataset": DATASET,
         "sessions": plan.sessions,
@@ -293,6 +295,7 @@ def _section(
         "idle_commands_per_s": idle_per_s,
         "all_ready_s": ready_s,
     }
+
     section.lines = _lines(
         plan,
         latency,

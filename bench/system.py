@@ -73,7 +73,7 @@ class BellhopSystem:
             client.close()
 
     def delete_sessions(self) -> None:
-        """DELETE every session the orchestrator knows, stopping their workers."""
+        """DELETE every live session in the orchestrator, which stops its worker."""
         with httpx.Client(base_url=self.orchestrator_url, timeout=60.0) as client:
             response = client.get("/v1/sessions")
             response.raise_for_status()
