@@ -170,7 +170,14 @@ def test_client_heartbeat_key_while_attached(
 
     assert json.loads(heartbeat)["gateway_id"] == "g-one"
     assert 0 < ttl_s <= 15
-    wait_until(lambda: redis_client.get(KEYS.client(session_id)) is None, 10)
+    # Detached, the key covers the resume grace plus one heartbeat TTL, so
+    # the orchestrator's reaper leaves a resumable session alone.
+    detached = wait_until(
+        lambda: "detached_at" in (redis_client.get(KEYS.client(session_id)) or ""), 10
+    )
+    assert detached
+    detached_ttl_s = redis_client.ttl(KEYS.client(session_id))
+    assert 15 < detached_ttl_s <= 5 + 15
 
 
 def test_unreachable_orchestrator_fails_session(

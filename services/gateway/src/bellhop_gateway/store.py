@@ -16,6 +16,7 @@ later resume is rejected.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from enum import Enum, StrEnum
@@ -42,13 +43,16 @@ return {'attached', previous}
 """
 
 # KEYS: record, detached set, client key. ARGV: sid, attachment, deadline,
-# record ttl s. Only the current attachment may detach.
+# record ttl s, client JSON, client ttl s. Only the current attachment may
+# detach. The client key lives on through the grace, so the orchestrator's
+# reaper does not end a session its client may still resume; should this
+# gateway die, the key expires and the reaper takes over.
 _DETACH = """
 if redis.call('HGET', KEYS[1], 'attached') ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'attached', '')
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-redis.call('DEL', KEYS[3])
+redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
 return 1
 """
 
@@ -165,6 +169,8 @@ class SessionStore:
         keys = self._session_keys(session_id)
         deadline = time.time() + grace_s
         args = [session_id, attachment, repr(deadline), self._record_ttl_s]
+        client_json = json.dumps({"detached_at": time.time(), "grace_s": grace_s})
+        args += [client_json, seconds(grace_s + self._client_ttl_s)]
         return bool(await self._detach(keys=keys, args=args))
 
     async def refresh(
