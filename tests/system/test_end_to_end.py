@@ -128,3 +128,18 @@ def test_bad_requests_get_errors_and_worker_keeps_serving(system: Any) -> None:
     assert "carrier" in unknown_field["error"]["message"]
     assert after["result"]["pong"] is True
     assert after["id"] == 10
+
+
+def test_terminate_is_acknowledged_then_session_ends(system: Any) -> None:
+    client = SessionClient(system.gateway_url)
+    try:
+        client.wait_ready()
+        pid = worker_pid(system, client.session_id)
+        response = client.rpc({"jsonrpc": "2.0", "id": 11, "method": "terminate"})
+        ended = client.wait_for_event(lambda e: e.get("state") == "ended", 30)
+    finally:
+        client.close()
+
+    assert response == {"jsonrpc": "2.0", "id": 11, "result": {"terminating": True}}
+    assert ended["message"]
+    wait_until(lambda: not pid_alive(pid), 30)

@@ -98,7 +98,10 @@ async def _queue_and_wait(link: SessionLink, prepared: PreparedMessage) -> Any:
         link.relay.unregister(call)
         logger.warning("%s request timed out after %.1f s", link.label, timeout_s)
         return error_ack(prepared, TIMEOUT, _timeout_message(link, timeout_s))
-    if link.finished or (link.closed and not call.responses):
+    # A `terminate` response arrives just before the session ends, so a call
+    # with every response is answered even when the link has finished.
+    is_complete = len(call.responses) == len(prepared.expected_ids)
+    if not is_complete and (link.finished or link.closed):
         return error_ack(prepared, SESSION_ENDED, _ended_message(link))
     return build_ack(prepared, call.responses)
 
