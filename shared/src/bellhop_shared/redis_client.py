@@ -17,22 +17,26 @@ SOCKET_TIMEOUT_S = 30.0
 _CERT_REQS = {"none": None, "optional": "optional", "required": "required"}
 
 
+def tls_options(url: str) -> dict[str, Any]:
+    """Return the certificate options for a rediss:// URL, else nothing."""
+    if not url.startswith("rediss://"):
+        return {}
+    setting = os.environ.get("REDIS_SSL_CERT_REQS", "required").lower()
+    if setting not in _CERT_REQS:
+        raise ValueError(
+            f"Invalid REDIS_SSL_CERT_REQS {setting!r}: use none, optional or required."
+        )
+    return {"ssl_cert_reqs": _CERT_REQS[setting]}
+
+
 def connection_options(url: str) -> dict[str, Any]:
     """Return the keyword arguments every Redis client of Bellhop is built with."""
-    options: dict[str, Any] = {
+    return {
         "socket_timeout": SOCKET_TIMEOUT_S,
         "socket_connect_timeout": 5.0,
         "health_check_interval": 30,
+        **tls_options(url),
     }
-    if url.startswith("rediss://"):
-        setting = os.environ.get("REDIS_SSL_CERT_REQS", "required").lower()
-        if setting not in _CERT_REQS:
-            raise ValueError(
-                f"Invalid REDIS_SSL_CERT_REQS {setting!r}: "
-                "use none, optional or required."
-            )
-        options["ssl_cert_reqs"] = _CERT_REQS[setting]
-    return options
 
 
 def connect(url: str) -> redis.Redis:

@@ -22,7 +22,7 @@ from bellhop_shared.jsonrpc import (
     error_response,
 )
 from bellhop_shared.keys import new_session_id
-from bellhop_shared.redis_client import connect_async
+from bellhop_shared.redis_client import connect_async, tls_options
 from redis.exceptions import RedisError
 
 from bellhop_gateway.auth import ConnectRequest, read_connect_request, reject
@@ -68,8 +68,12 @@ class Gateway:
         keys = settings.keys
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
+            # Only the TLS options: the manager's pub/sub connection idles for
+            # long stretches, so the shared read timeout would cut it.
             client_manager=socketio.AsyncRedisManager(
-                settings.redis_url, channel=keys.socketio_channel
+                settings.redis_url,
+                channel=keys.socketio_channel,
+                redis_options=tls_options(settings.redis_url),
             ),
             cors_allowed_origins=settings.cors_origins,
             max_http_buffer_size=settings.engine_max_bytes,
