@@ -7,6 +7,7 @@ started on a free port for this run. Ctrl-C stops everything it started.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -74,7 +76,11 @@ def start_embedded_redis(children: list[subprocess.Popen[bytes]]) -> str:
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     argv += ["--appendonly", "no", "--dir", str(RUN_DIR)]
     logfile = (RUN_DIR / "redis.log").open("wb")
-    children.append(subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT))
+    children.append(
+        subprocess.Popen(
+            argv, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    )
     url = f"redis://127.0.0.1:{port}/0"
     wait_for(lambda: redis_answers(url), "embedded Redis", 10)
     log(f"started embedded Redis ({binary}) at {url}")
@@ -100,9 +106,44 @@ def http_ok(url: str) -> bool:
 def start_service(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     logfile = (RUN_DIR / f"{name}.log").open("wb")
     argv = [str(BIN / f"bellhop-{name}")]
-    # Both services inherit this terminal's output through tee-like log files;
-    # the user reads them with `tail -f .run/*.log`.
-    return subprocess.Popen(argv, env=env, stdout=logfile, stderr=subprocess.STDOUT)
+    # A process group of its own keeps Ctrl-C away from the service, so this
+    # script can end the sessions first and then stop the services in order.
+    return subprocess.Popen(
+        argv,
+        env=env,
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def end_sessions(orchestrator_url: str) -> None:
+    """End every open session, so no worker outlives this run.
+
+    An orchestrator that stops leaves its workers running on purpose (a new
+    one adopts them); a local run has no successor, so it ends them here.
+    """
+    token = os.environ.get("ORCHESTRATOR_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    listing = urllib.request.Request(f"{orchestrator_url}/v1/sessions", headers=headers)
+    try:
+        with urllib.request.urlopen(listing, timeout=5) as response:
+            sessions = json.load(response)
+    except (OSError, ValueError):
+        return
+    for record in sessions:
+        if record.get("state") in {"ended", "failed"}:
+            continue
+        session_id = urllib.parse.quote(record["session_id"], safe="")
+        request = urllib.request.Request(
+            f"{orchestrator_url}/v1/sessions/{session_id}?reason=make+run+stopped",
+            method="DELETE",
+            headers=headers,
+        )
+        try:
+            urllib.request.urlopen(request, timeout=30).close()
+        except OSError as exc:
+            log(f"could not end session {record['session_id']}: {exc}")
 
 
 def stop_all(children: list[subprocess.Popen[bytes]]) -> None:
@@ -122,7 +163,9 @@ def stop_on_signal(signum: int, frame: object) -> None:
 
 def main() -> None:
     # make does not pass SIGTERM or SIGHUP on to this process, so handle them
-    # here, as Ctrl-C is, and never leave the services running behind.
+    # here, as Ctrl-C is, and never leave the services running behind. SIGINT
+    # is set too, since a shell starts background jobs with it ignored.
+    signal.signal(signal.SIGINT, stop_on_signal)
     signal.signal(signal.SIGTERM, stop_on_signal)
     signal.signal(signal.SIGHUP, stop_on_signal)
     RUN_DIR.mkdir(exist_ok=True)
@@ -135,6 +178,8 @@ def main() -> None:
     except KeyboardInterrupt:
         log("stopping")
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        end_sessions(f"http://127.0.0.1:{ORCHESTRATOR_PORT}")
         stop_all(children)
 
 
@@ -150,16 +195,24 @@ def run(children: list[subprocess.Popen[bytes]]) -> None:
     env = dict(os.environ, REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     orchestrator_url = f"http://127.0.0.1:{ORCHESTRATOR_PORT}"
-    children.append(start_service("orchestrator", env | {"PORT": str(ORCHESTRATOR_PORT)}))
+    children.append(
+        start_service("orchestrator", env | {"PORT": str(ORCHESTRATOR_PORT)})
+    )
     wait_for(lambda: http_ok(f"{orchestrator_url}/healthz"), "the orchestrator", 30)
-    log(f"orchestrator listening on {orchestrator_url} (API docs: {orchestrator_url}/docs)")
+    log(f"orchestrator listening on {orchestrator_url} (API: {orchestrator_url}/docs)")
 
-    gateway_env = env | {"PORT": str(GATEWAY_PORT), "ORCHESTRATOR_URL": orchestrator_url}
+    gateway_env = env | {
+        "PORT": str(GATEWAY_PORT),
+        "ORCHESTRATOR_URL": orchestrator_url,
+    }
+    # A local run accepts anonymous sessions, so it listens on loopback only
+    # unless GATEWAY_HOST says otherwise.
+    gateway_env.setdefault("GATEWAY_HOST", "127.0.0.1")
     children.append(start_service("gateway", gateway_env))
     gateway_url = f"http://127.0.0.1:{GATEWAY_PORT}"
     wait_for(lambda: http_ok(f"{gateway_url}/healthz"), "the gateway", 30)
     log(f"gateway listening on {gateway_url}: open it in a browser to explore flights")
-    log("in another terminal, `make demo` filters the flights table from the command line")
+    log("in another terminal, `make demo` filters the flights table")
     log("logs: .run/orchestrator.log, .run/gateway.log; press Ctrl-C to stop")
 
     parent_pid = os.getppid()
