@@ -37,6 +37,19 @@ demo: install
 test: install
 	$(PY) -m pytest tests
 
+# The full run takes several minutes and writes docs/benchmarks.md's
+# end-to-end sections; the kernel and load benchmarks print their tables.
+bench: install
+	$(PY) bench/bench_kernel.py
+	$(PY) bench/bench_load.py
+	$(PY) bench/run_all.py
+
+# Small sizes and short runs, so a change that breaks a benchmark shows fast.
+bench-quick: install
+	$(PY) bench/bench_kernel.py --quick
+	$(PY) bench/bench_load.py --quick
+	$(PY) bench/run_all.py --quick
+
 lint: install
 	$(PY) -m ruff check shared services tests bench scripts deploy
 	$(PY) -m ruff format --check shared services tests bench scripts deploy
