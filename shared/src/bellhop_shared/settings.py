@@ -16,6 +16,11 @@ class BaseServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     redis_url: str = Field(default="redis://127.0.0.1:6379/0")
+    # Validated here at start; bellhop_shared.redis_client reads the same
+    # variable when it builds each connection.
+    redis_ssl_cert_reqs: Literal["none", "optional", "required"] = Field(
+        default="required", alias="REDIS_SSL_CERT_REQS"
+    )
     key_prefix: str = Field(default=DEFAULT_PREFIX, alias="BELLHOP_KEY_PREFIX")
     log_level: str = Field(default="INFO")
     log_format: Literal["kv", "json"] = Field(default="kv")
