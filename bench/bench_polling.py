@@ -307,12 +307,11 @@ def _section(
         _idle_row(polling),
         _idle_row(bellhop),
         "",
-        "An idle Bellhop worker's commands come from its loop: every block "
+        "An idle Bellhop worker's commands come from its loop. Every block "
         "timeout (WORKER_BLOCK_TIMEOUT_S, 2 s) one BLMOVE returns empty and the "
-        "drain script runs (EVALSHA with LLEN and LRANGE inside), and every "
-        "heartbeat interval (3 s) one SET rewrites the heartbeat key. Raising "
-        "the block timeout towards the 30 s socket timeout would cut the first "
-        "part; the heartbeat is what the orchestrator and the gateway read.",
+        "drain script runs (EVALSHA with LLEN, LMOVE and LRANGE inside). Every "
+        "heartbeat interval (3 s) one SET rewrites the heartbeat key, which the "
+        "orchestrator and the gateway read.",
     ]
     return section
 
