@@ -25,7 +25,8 @@ class GatewaySettings(BaseServiceSettings):
 
     port: int = Field(default=8000, description="TCP port to listen on.")
     gateway_host: str = Field(
-        default="0.0.0.0", description="Interface to bind; 0.0.0.0 for a dyno."
+        default="127.0.0.1",
+        description="Interface to bind; the images set 0.0.0.0 for a dyno.",
     )
     gateway_id: str = Field(
         default_factory=lambda: f"g-{secrets.token_hex(4)}",
