@@ -356,3 +356,14 @@ def _next_notification(pubsub: Any, method: str) -> dict[str, Any]:
     found = wait_until(receive, 10, interval_s=0)
     assert isinstance(found, dict)
     return found
+
+
+def test_oversized_synthetic_dataset_states_the_limit(
+    orchestrator: Orchestrator,
+) -> None:
+    response = orchestrator.create(dataset="synthetic-99m")
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "synthetic-99m" in detail
+    assert "20,000,000" in detail

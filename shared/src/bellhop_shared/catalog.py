@@ -24,6 +24,9 @@ SourceKind = Literal["nycflights13", "csv", "jsonl", "parquet", "postgres", "syn
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _SYNTHETIC_PATTERN = re.compile(r"^synthetic-(\d+)([km]?)$")
 _SYNTHETIC_UNITS = {"": 1, "k": 1_000, "m": 1_000_000}
+# About 65 bytes a row once indexed, so the largest generated table takes
+# roughly 1.3 GB in its worker.
+MAX_SYNTHETIC_ROWS = 20_000_000
 
 
 class DatasetSpec(BaseModel):
@@ -103,6 +106,6 @@ def resolve(name: str, catalog: dict[str, DatasetSpec]) -> DatasetSpec | None:
     if name in catalog:
         return catalog[name]
     rows = synthetic_rows(name)
-    if rows is not None and 0 < rows <= 100_000_000:
+    if rows is not None and 0 < rows <= MAX_SYNTHETIC_ROWS:
         return DatasetSpec(name=name, kind="synthetic", rows=rows)
     return None

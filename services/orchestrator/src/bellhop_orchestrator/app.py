@@ -23,8 +23,8 @@ from bellhop_orchestrator.settings import OrchestratorSettings, get_settings
 logger = logging.getLogger(__name__)
 
 _REDIS_RETRY_AFTER_S = 5
-# `synthetic-<n>[k|m]` names of 1 to 100,000,000 rows resolve without a
-# catalog entry; this pattern covers them (without 100m-style edge spellings).
+# `synthetic-<n>[k|m]` names resolve without a catalog entry; this pattern
+# admits their spellings, and catalog.resolve enforces MAX_SYNTHETIC_ROWS.
 SYNTHETIC_NAME_PATTERN = r"^synthetic-([1-9][0-9]{0,7}|[1-9][0-9]{0,4}k|[1-9][0-9]?m)$"
 
 

@@ -12,7 +12,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from bellhop_shared.catalog import DatasetSpec, resolve
+from bellhop_shared.catalog import MAX_SYNTHETIC_ROWS, DatasetSpec, resolve
 from bellhop_shared.keys import new_session_id
 
 from bellhop_orchestrator.errors import (
@@ -66,7 +66,8 @@ class SessionManager:
             valid = ", ".join(sorted(self.catalog))
             raise UnknownDataset(
                 f"Unknown dataset {name!r}. Valid names: {valid}, or "
-                "synthetic-<n>[k|m] for generated rows (e.g. synthetic-1k)."
+                f"synthetic-<n>[k|m] for 1 to {MAX_SYNTHETIC_ROWS:,} generated rows "
+                "(e.g. synthetic-1k)."
             )
         return spec
 
