@@ -7,6 +7,7 @@ filters; every answer is recomputed here from plain Python lists.
 from __future__ import annotations
 
 import math
+import random
 from bisect import bisect_right
 from typing import Any
 
@@ -263,3 +264,94 @@ def test_histogram_matches_naive(rows: list[Row], bins: int, bounds: int) -> Non
     assert got["value"]["counts"] == expected
     assert got["value"]["outside"] == len(present) - sum(expected)
     assert got["missing"] == len(values) - len(present)
+
+
+def random_rows(seed: int, n_rows: int) -> list[Row]:
+    """Return n_rows rows like tables() draws, plus "n", the row number."""
+    rng = random.Random(seed)
+    return [
+        {
+            "s": rng.choice([None, *LABELS]),
+            "k": rng.choice([None, *range(6)]),
+            "x": rng.choice([None, math.nan, rng.randint(-20, 20) / 2]),
+            "t": rng.choice([None, True, False]),
+            "n": n,
+        }
+        for n in range(n_rows)
+    ]
+
+
+def build_numbered_engine(rows: list[Row]) -> Engine:
+    """Build an engine whose facet "n" has a value per row.
+
+    With one value per row, the bincount kernel beats the popcount kernel for
+    "n" at every selection size, so both kernels count every selection.
+    """
+    table = pa.table(
+        {
+            "s": pa.array([r["s"] for r in rows], pa.string()),
+            "k": pa.array([r["k"] for r in rows], pa.int64()),
+            "x": pa.array([r["x"] for r in rows], pa.float64()),
+            "t": pa.array([r["t"] for r in rows], pa.bool_()),
+            "n": pa.array([r["n"] for r in rows], pa.int64()),
+        }
+    )
+    spec = DatasetSpec(name="numbered", kind="csv", facets=[*FACETS, "n"])
+    return Engine.from_table(table, spec)
+
+
+def numbered_facets(rows: list[Row], matched: list[int]) -> dict[str, Any]:
+    facets: dict[str, Any] = naive_facets(rows, matched)
+    facets["n"] = {str(n): 0 for n in range(len(rows))}
+    for n in matched:
+        facets["n"][str(n)] = 1
+    return facets
+
+
+@st.composite
+def selection_sizes(draw: st.DrawFn, n_rows: int) -> int:
+    """Draw how many rows a block selects, favoring the edges of the complement."""
+    edges = sorted({0, 1, n_rows // 2, n_rows // 2 + 1, n_rows - 1, n_rows})
+    edges = [size for size in edges if 0 <= size <= n_rows]
+    return draw(st.sampled_from(edges) | st.integers(0, n_rows))
+
+
+@settings(PROPERTY_SETTINGS, max_examples=60)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_rows=st.integers(0, 700),
+    extra=st.none() | conditions(),
+    data=st.data(),
+)
+def test_facets_any_selection_size(
+    seed: int, n_rows: int, extra: dict[str, Any] | None, data: Any
+) -> None:
+    rows = random_rows(seed, n_rows)
+    engine = build_numbered_engine(rows)
+    size = data.draw(selection_sizes(n_rows))
+    start = data.draw(st.integers(0, n_rows - size))
+    params: dict[str, Any] = dict(extra or {})
+    block = [start, start + size - 1] if size else [-1, -1]
+    params["range"] = {**params.get("range", {}), "n": block}
+
+    result = engine.filter({**params, "limit": 0})
+
+    matched = [n for n, row in enumerate(rows) if naive_match(row, params)]
+    assert result["count"] == len(matched)
+    assert result["facets"] == numbered_facets(rows, matched)
+
+
+@pytest.mark.parametrize("params", [{}, {"where": {}}, {"exclude": {"s": []}}])
+def test_facets_every_row_filters(params: dict[str, Any]) -> None:
+    rows = random_rows(7, 500)
+    engine = build_numbered_engine(rows)
+
+    result = engine.filter(params)
+
+    assert result["count"] == len(rows)
+    assert result["facets"] == numbered_facets(rows, list(range(len(rows))))
+    assert result["facets"] == {
+        name: field["values"]
+        for name, field in engine.describe()["fields"].items()
+        if "values" in field
+    }

@@ -18,7 +18,7 @@ from bellhop_shared.catalog import DatasetSpec
 
 from bellhop_worker.engine import bitset
 from bellhop_worker.engine.build import build_columns
-from bellhop_worker.engine.columns import Column, facet_key, to_json
+from bellhop_worker.engine.columns import Column, to_json
 from bellhop_worker.engine.compute import run_compute
 from bellhop_worker.engine.filter import run_filter
 from bellhop_worker.engine.index import Index
@@ -109,21 +109,15 @@ def describe_column(column: Column) -> dict[str, Any]:
     """
     info: dict[str, Any] = {"kind": column.kind, "type": column.type}
     if column.is_facet:
-        assert column.bitsets is not None and column.dictionary is not None
-        counts = bitset_counts(column)
-        keys = [facet_key(column.type, value) for value in column.dictionary]
-        info["values"] = dict(zip(keys, counts, strict=True))
+        assert column.totals is not None and column.facet_keys is not None
+        counts = column.totals.tolist()
+        info["values"] = dict(zip(column.facet_keys, counts, strict=True))
     elif column.kind == "text":
         info["distinct"] = len(column.dictionary or ())
     if column.is_numeric:
         info.update(numeric_summary(column))
     info["missing"] = _missing_count(column)
     return info
-
-
-def bitset_counts(column: Column) -> list[int]:
-    assert column.bitsets is not None
-    return [bitset.popcount(row) for row in column.bitsets]
 
 
 def numeric_summary(column: Column) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import pyarrow as pa
 from bellhop_shared.catalog import DatasetSpec
 
 from bellhop_worker.engine import arrays, bitset
-from bellhop_worker.engine.columns import Column, ValueType
+from bellhop_worker.engine.columns import Column, ValueType, facet_key
 from bellhop_worker.engine.encode import (
     Encoded,
     encode_dictionary,
@@ -95,9 +95,13 @@ def _add_facet(column: Column, encoded: Encoded) -> None:
     column.codes, column.dictionary = codes, dictionary
     column.bitsets = bitset.from_codes(codes, len(dictionary))
     column.missing_bits = bitset.from_bool(codes == len(dictionary))
+    totals = np.bincount(codes, minlength=len(dictionary) + 1)[: len(dictionary)]
+    column.totals = totals.astype(np.int64)
+    column.facet_keys = [facet_key(column.type, value) for value in dictionary]
     # Filters return rows of these matrices as views; nothing may write them.
     column.bitsets.flags.writeable = False
     column.missing_bits.flags.writeable = False
+    column.totals.flags.writeable = False
 
 
 def _encoding(decoded: Decoded, max_distinct: int | None) -> Encoded | None:

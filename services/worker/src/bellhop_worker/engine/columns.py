@@ -5,7 +5,8 @@ Every column has a value type and one or more of three representations:
 - codes: dictionary codes into `dictionary` (sorted distinct values); the code
   len(dictionary) marks a missing value. Facet and text columns have them.
 - bitsets: one packed bitset per dictionary value, a (values, words) matrix,
-  plus a bitset of missing rows. Only facet columns have them.
+  plus a bitset of missing rows, the number of rows per value (`totals`) and
+  the JSON key of each value (`facet_keys`). Only facet columns have them.
 - values: a numpy array (int or float) plus a bitset of valid rows; missing
   and NaN values are invalid. Numeric columns have them, and so do facet
   columns of a numeric type (month, hour), so range filters and compute work.
@@ -37,6 +38,8 @@ class Column:
     dictionary: list[Any] | None = None
     bitsets: np.ndarray | None = None
     missing_bits: np.ndarray | None = None
+    totals: np.ndarray | None = None
+    facet_keys: list[str] | None = None
     values: np.ndarray | None = None
     valid_bits: np.ndarray | None = None
     _distinct: np.ndarray | None = field(default=None, repr=False)

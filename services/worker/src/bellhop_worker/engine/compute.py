@@ -32,7 +32,7 @@ import numpy as np
 from bellhop_shared.jsonrpc import InvalidParams
 
 from bellhop_worker.engine import bitset
-from bellhop_worker.engine.columns import Column, facet_key, finite_or_none, to_json
+from bellhop_worker.engine.columns import Column, finite_or_none, to_json
 from bellhop_worker.engine.conditions import select_rows
 from bellhop_worker.engine.index import Index, list_names
 from bellhop_worker.engine.params import CONDITION_KEYS, as_params, check_keys
@@ -90,12 +90,12 @@ def evaluate(bits: np.ndarray, metrics: list[Metric]) -> dict[str, Any]:
 
 
 def _groups(bits: np.ndarray, column: Column, metrics: list[Metric]) -> dict[str, Any]:
-    assert column.bitsets is not None and column.dictionary is not None
+    assert column.bitsets is not None and column.facet_keys is not None
     groups: dict[str, Any] = {}
-    for code, value in enumerate(column.dictionary):
+    for code, key in enumerate(column.facet_keys):
         group_bits = bits & column.bitsets[code]
         if group_bits.any():
-            groups[facet_key(column.type, value)] = evaluate(group_bits, metrics)
+            groups[key] = evaluate(group_bits, metrics)
     return groups
 
 

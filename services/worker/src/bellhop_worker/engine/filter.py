@@ -52,7 +52,7 @@ def run_filter(index: Index, raw_params: Any) -> dict[str, Any]:
     selection = select_rows(index, params)
     count = bitset.popcount(selection.bits)
     page = _page(index, selection.bits, sort, offset, limit)
-    counter = FacetCounter(selection.bits, count)
+    counter = FacetCounter(selection.bits, count, index.all_rows, index.n_rows)
     result: dict[str, Any] = {
         "count": count,
         "ids": index.row_ids(page),
