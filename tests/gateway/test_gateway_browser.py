@@ -40,7 +40,7 @@ SOCKET_IO_BUNDLE = (
     REPO / "services/gateway/node_modules/socket.io-client/dist/socket.io.min.js"
 )
 OUTPUT = REPO / "test-output"
-VIEWPORTS = {"phone": (375, 812), "laptop": (1366, 900)}
+VIEWPORTS = {"phone": (375, 800), "laptop": (1366, 900)}
 LOAD_TIMEOUT_MS = 90_000
 QUERY_TIMEOUT_MS = 30_000
 
@@ -63,10 +63,10 @@ def _start(
 
 
 @pytest.fixture(scope="module")
-def gateway_url(
+def service_urls(
     redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Start the real orchestrator and a gateway; return the gateway's URL."""
+) -> Iterator[dict[str, str]]:
+    """Start the real orchestrator and a gateway, and return both base URLs."""
     log_dir = tmp_path_factory.mktemp("browser-logs")
     orchestrator_port, gateway_port = free_port(), free_port()
     common = {
@@ -90,10 +90,18 @@ def gateway_url(
     )
     gateway_env.pop("GATEWAY_SECRET", None)
     gateway = _start("gateway", "bellhop_gateway.main", gateway_env, log_dir)
-    yield f"http://127.0.0.1:{gateway_port}/"
+    yield {
+        "gateway": f"http://127.0.0.1:{gateway_port}/",
+        "orchestrator": f"http://127.0.0.1:{orchestrator_port}",
+    }
     end_sessions(f"http://127.0.0.1:{orchestrator_port}")
     gateway.stop()
     orchestrator.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway_url(service_urls: dict[str, str]) -> str:
+    return service_urls["gateway"]
 
 
 def end_sessions(orchestrator_url: str) -> None:
@@ -128,7 +136,10 @@ def browser() -> Iterator[Any]:
 
 
 def csv_count(
-    carriers: set[str], origins: set[str], min_arr_delay: int | None = None
+    carriers: set[str],
+    origins: set[str],
+    min_arr_delay: int | None = None,
+    max_arr_delay: int | None = None,
 ) -> int:
     """Count flights by reading the CSV, independently of the worker."""
 
@@ -137,11 +148,20 @@ def csv_count(
             return False
         if origins and row["origin"] not in origins:
             return False
-        if min_arr_delay is None:
+        if min_arr_delay is None and max_arr_delay is None:
             return True
-        return row["arr_delay"] != "NA" and int(row["arr_delay"]) >= min_arr_delay
+        if row["arr_delay"] == "NA":
+            return False
+        delay = int(row["arr_delay"])
+        if min_arr_delay is not None and delay < min_arr_delay:
+            return False
+        return max_arr_delay is None or delay <= max_arr_delay
 
     return sum(1 for row in flights_rows() if matches(row))
+
+
+def csv_distance_count(min_distance: int) -> int:
+    return sum(1 for row in flights_rows() if int(row["distance"]) >= min_distance)
 
 
 def shown_count(page: Any) -> int:
@@ -168,6 +188,28 @@ def check_value(page: Any, field: str, value: str) -> None:
     if not page.eval_on_selector(group, "element => element.open"):
         page.click(f"{group} summary")
     page.check(f'{group} input[value="{value}"]')
+
+
+def range_input(field: str, bound: str) -> str:
+    return f'[data-range="{field}"] input[data-bound="{bound}"]'
+
+
+def enter_bound(page: Any, field: str, bound: str, text: str) -> None:
+    """Type text into a range input as a user would, then leave the input."""
+    selector = range_input(field, bound)
+    page.fill(selector, "")
+    page.locator(selector).press_sequentially(text)
+    page.press(selector, "Tab")
+
+
+def open_ranges(page: Any) -> None:
+    if not page.eval_on_selector("#ranges-group", "element => element.open"):
+        page.click("#ranges-group summary")
+
+
+def screenshot(page: Any, name: str) -> None:
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / f"{name}.png"), full_page=True)
 
 
 def open_ready_page(browser: Any, url: str, viewport: str) -> Any:
@@ -197,9 +239,168 @@ def test_page_counts_match_csv(page_url: str, browser: Any, viewport: str) -> No
         assert facet_count(page, "carrier", "AA") == csv_count({"AA"}, {"JFK"})
         assert float(page.text_content("#rtt")) > 0
         assert page.locator("#rows tbody tr").count() == 20
+        carrier_summary = page.text_content('[data-facet="carrier"] summary')
+        assert carrier_summary.strip() == "carrier (2)"
 
-        OUTPUT.mkdir(exist_ok=True)
-        page.screenshot(path=str(OUTPUT / f"gateway-{viewport}.png"), full_page=True)
+        screenshot(page, f"gateway-{viewport}")
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_table_shows_every_column(page_url: str, browser: Any, viewport: str) -> None:
+    page = open_ready_page(browser, page_url, viewport)
+    try:
+        headers = page.eval_on_selector_all(
+            "#rows thead th", "cells => cells.map(cell => cell.textContent)"
+        )
+        first_cells = page.eval_on_selector_all(
+            "#rows tbody tr:first-child td", "cells => cells.map(c => c.textContent)"
+        )
+        page_overflow = page.evaluate(
+            "document.documentElement.scrollWidth - window.innerWidth"
+        )
+
+        assert headers == list(flights_rows()[0])
+        assert "dest" in headers
+        assert first_cells[headers.index("dest")] == flights_rows()[0]["dest"]
+        assert page_overflow <= 0
+    finally:
+        page.close()
+
+
+def test_distance_range_matches_csv(page_url: str, browser: Any) -> None:
+    page = open_ready_page(browser, page_url, "laptop")
+    try:
+        open_ranges(page)
+        page.fill(range_input("distance", "min"), "1000")
+        page.press(range_input("distance", "min"), "Tab")
+        wait_for_count(page, csv_distance_count(1000))
+
+        assert page.text_content("#ranges-group summary").strip() == "Ranges (1)"
+    finally:
+        page.close()
+
+
+def test_time_range_matches_csv(page_url: str, browser: Any) -> None:
+    page = open_ready_page(browser, page_url, "phone")
+    try:
+        open_ranges(page)
+        page.fill(range_input("time_hour", "min"), "2013-12-01T00:00")
+        page.press(range_input("time_hour", "min"), "Tab")
+        since = "2013-12-01T00:00:00Z"
+        expected = sum(1 for row in flights_rows() if row["time_hour"] >= since)
+        wait_for_count(page, expected)
+
+        page.locator("#ranges-group").screenshot(
+            path=str(OUTPUT / "gateway-ranges-phone.png")
+        )
+    finally:
+        page.close()
+
+
+def test_range_min_above_max_flagged(page_url: str, browser: Any) -> None:
+    page = open_ready_page(browser, page_url, "laptop")
+    try:
+        open_ranges(page)
+        shown_before = shown_count(page)
+        page.fill(range_input("arr_delay", "min"), "100")
+        page.fill(range_input("arr_delay", "max"), "60")
+        page.press(range_input("arr_delay", "max"), "Tab")
+        error = '[data-range="arr_delay"] .range-error'
+        page.wait_for_selector(error, state="visible", timeout=QUERY_TIMEOUT_MS)
+
+        assert "greater than max" in page.text_content(error)
+        assert page.get_attribute(range_input("arr_delay", "min"), "aria-invalid") == (
+            "true"
+        )
+        assert page.is_visible("#stale")
+        assert "greater than max" in page.text_content("#query-error")
+        assert page.get_attribute(".results", "data-stale") == "true"
+        assert shown_count(page) == shown_before
+        screenshot(page, "gateway-range-error-laptop")
+
+        page.fill(range_input("arr_delay", "max"), "200")
+        page.press(range_input("arr_delay", "max"), "Tab")
+        wait_for_count(page, csv_count(set(), set(), 100, 200))
+
+        assert not page.is_visible(error)
+        assert not page.is_visible("#stale")
+        assert not page.is_visible("#query-error")
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("1e", "not a number"), ("-", "not a number"), ("1e400", "")],
+)
+def test_bad_number_entry_flagged(
+    page_url: str, browser: Any, text: str, message: str
+) -> None:
+    page = open_ready_page(browser, page_url, "phone")
+    try:
+        open_ranges(page)
+        enter_bound(page, "dep_delay", "min", text)
+        error = '[data-range="dep_delay"] .range-error'
+        page.wait_for_selector(error, state="visible", timeout=QUERY_TIMEOUT_MS)
+        valid = page.eval_on_selector(
+            range_input("dep_delay", "min"), "input => input.validity.valid"
+        )
+        page.wait_for_selector("#stale", state="visible", timeout=QUERY_TIMEOUT_MS)
+
+        assert message in page.text_content(error)
+        assert not valid
+        assert "dep_delay min" in page.text_content("#query-error")
+        assert page.is_enabled("#clear")
+        if text == "1e":
+            screenshot(page, "gateway-bad-number-phone")
+
+        page.fill(range_input("dep_delay", "min"), "")
+        page.press(range_input("dep_delay", "min"), "Tab")
+        page.wait_for_selector("#stale", state="hidden", timeout=QUERY_TIMEOUT_MS)
+
+        assert not page.is_visible(error)
+        assert not page.is_visible("#query-error")
+        assert shown_count(page) == len(flights_rows())
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_deleted_session_disables_filters(
+    service_urls: dict[str, str], page_url: str, browser: Any, viewport: str
+) -> None:
+    page = open_ready_page(browser, page_url, viewport)
+    try:
+        session_id = page.text_content("#session-id")
+        deleted = httpx.delete(
+            f"{service_urls['orchestrator']}/v1/sessions/{session_id}",
+            params={"reason": "ended by the browser test"},
+            timeout=30,
+        )
+        assert deleted.status_code == 200, deleted.text
+        page.wait_for_selector("#ended", state="visible", timeout=QUERY_TIMEOUT_MS)
+        disabled = page.eval_on_selector_all(
+            "#filters input, #clear, #histogram-field",
+            "controls => controls.map(control => control.matches(':disabled'))",
+        )
+        message = page.text_content("#message")
+
+        assert page.get_attribute("#state", "data-state") == "ended"
+        assert len(disabled) > 20
+        assert all(disabled)
+        assert message
+        assert page.get_attribute("#ended", "data-reason") == message
+        assert message in page.text_content("#ended-reason")
+        assert not page.is_visible("#progress")
+        assert page.is_visible("#restart")
+        screenshot(page, f"gateway-ended-{viewport}")
+
+        page.click("#restart")
+        page.wait_for_selector('#state[data-state="ready"]', timeout=LOAD_TIMEOUT_MS)
+        assert page.text_content("#session-id") not in (session_id, "–")
+        assert not page.is_visible("#ended")
     finally:
         page.close()
 

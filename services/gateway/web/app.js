@@ -4,15 +4,19 @@
 // one batch: the filtered page with facet counts, the histogram, and one count
 // per facet field that has selections. That last count leaves the field's own
 // selection out, so its unchecked values show what adding them would match.
+// A failed query leaves the last results on screen, marked out of date, with
+// the error beside the count and, for a range, under the range's inputs.
 "use strict";
 
 (function () {
   const { rpc, request, resultOf } = window.BellhopSession;
+  const Ranges = window.BellhopRanges;
   const PAGE_ROWS = 20;
-  const TABLE_COLUMNS = 10;
   const MAX_FACET_VALUES = 120;
   const HISTOGRAM_BINS = 30;
   const DEFAULT_HISTOGRAM_FIELD = "arr_delay";
+  const NUMBER_TYPES = new Set(["int", "float"]);
+  const LOADING_STATES = new Set(["provisioning", "starting", "loading"]);
   // Phones start with every filter group folded, so the results stay close.
   const WIDE_SCREEN = window.matchMedia("(min-width: 800px)");
 
@@ -27,7 +31,10 @@
     histogramRange: {},
     selected: {},
     ranges: {},
+    // Error message per range field whose inputs contain an unusable bound.
+    invalidRanges: {},
     ready: false,
+    ended: false,
     querySeq: 0,
     queryTimer: null,
   };
@@ -46,13 +53,38 @@
     bar.setAttribute("aria-valuenow", String(percent));
     bar.dataset.progress = String(percent);
     bar.querySelector(".progress-fill").style.width = percent + "%";
-    bar.hidden = name === "ready";
+    bar.hidden = !LOADING_STATES.has(name);
   }
 
   function showError(text) {
     const box = $("#error");
     box.textContent = text || "";
     box.hidden = !text;
+  }
+
+  // Show a query error beside the count, or clear it with an empty text. While
+  // it shows, the count, histogram and rows are marked out of date.
+  function showQueryError(text) {
+    const line = $("#query-error");
+    line.textContent = text || "";
+    line.hidden = !text;
+    $("#stale").hidden = !text;
+    $(".results").dataset.stale = text ? "true" : "false";
+  }
+
+  function endSession(name, message) {
+    state.ready = false;
+    state.ended = true;
+    clearTimeout(state.queryTimer);
+    $("#filters").disabled = true;
+    $("#clear").disabled = true;
+    $("#histogram-field").disabled = true;
+    $("#ended-title").textContent =
+      name === "failed" ? "Session failed." : "Session ended.";
+    $("#ended-reason").textContent = message || "no reason was given";
+    $("#ended").dataset.reason = message || "";
+    $("#ended").hidden = false;
+    $("#explorer").setAttribute("aria-busy", "false");
   }
 
   // Controls built from `describe`.
@@ -77,9 +109,7 @@
     group.className = "facet";
     group.dataset.facet = field;
     group.open = WIDE_SCREEN.matches;
-    const summary = document.createElement("summary");
-    summary.textContent = field;
-    group.appendChild(summary);
+    group.appendChild(groupSummary(field));
     const list = document.createElement("div");
     list.className = "facet-values";
     for (const [value, count] of facetValues(info)) {
@@ -102,25 +132,19 @@
     return group;
   }
 
-  function buildRange(field, info) {
-    const row = document.createElement("div");
-    row.className = "range";
-    row.dataset.range = field;
-    const title = document.createElement("span");
-    title.className = "range-name";
-    title.textContent = field;
-    row.appendChild(title);
-    for (const bound of ["min", "max"]) {
-      const input = document.createElement("input");
-      input.type = "number";
-      input.inputMode = "decimal";
-      input.dataset.bound = bound;
-      input.placeholder = String(info[bound]);
-      input.setAttribute("aria-label", field + " " + bound);
-      input.addEventListener("change", () => changeRange(field, row));
-      row.appendChild(input);
-    }
-    return row;
+  function groupSummary(field) {
+    const summary = document.createElement("summary");
+    const count = document.createElement("span");
+    count.className = "selected-count";
+    summary.append(field + " ", count);
+    return summary;
+  }
+
+  // Show "(n)" after a filter group's name, so a folded group shows how many
+  // of its values or ranges are in use.
+  function showSelectedCount(group, n) {
+    group.querySelector(".selected-count").textContent = n ? `(${n})` : "";
+    group.classList.toggle("active", n > 0);
   }
 
   function buildControls(description) {
@@ -137,12 +161,12 @@
         state.facetFields.push(field);
         facets.appendChild(buildFacet(field, info));
       }
-      if (info.numeric && (info.type === "int" || info.type === "float")) {
-        state.numericFields.push(field);
-        if (info.kind === "numeric") ranges.appendChild(buildRange(field, info));
+      if (info.numeric && NUMBER_TYPES.has(info.type)) state.numericFields.push(field);
+      if (Ranges.rangeable(info)) {
+        ranges.appendChild(Ranges.build(field, info, (row) => changeRange(field, row)));
       }
     }
-    state.columns = Object.keys(description.fields).slice(0, TABLE_COLUMNS);
+    state.columns = Object.keys(description.fields);
     $("#ranges-group").hidden = !ranges.children.length;
     $("#ranges-group").open = WIDE_SCREEN.matches;
     $("#total").textContent = description.rows.toLocaleString();
@@ -182,19 +206,43 @@
     else values.delete(value);
     if (values.size) state.selected[field] = [...values];
     else delete state.selected[field];
+    showSelectedCount(document.querySelector(`[data-facet="${field}"]`), values.size);
+    updateClearButton();
     scheduleQuery();
   }
 
   function changeRange(field, row) {
-    const bound = (name) => {
-      const text = row.querySelector(`[data-bound="${name}"]`).value;
-      return text === "" ? null : Number(text);
-    };
-    const low = bound("min");
-    const high = bound("max");
-    if (low === null && high === null) delete state.ranges[field];
-    else state.ranges[field] = [low, high];
-    scheduleQuery();
+    if (state.ended) return;
+    const { bounds, error } = Ranges.read(row);
+    const previous = JSON.stringify(state.ranges[field] || null);
+    delete state.ranges[field];
+    delete state.invalidRanges[field];
+    if (error) state.invalidRanges[field] = error;
+    else if (bounds.some((bound) => bound !== null)) state.ranges[field] = bounds;
+    showSelectedCount($("#ranges-group"), Object.keys(state.ranges).length);
+    updateClearButton();
+    const changed = previous !== JSON.stringify(state.ranges[field] || null);
+    if (error || changed || $("#query-error").textContent) scheduleQuery();
+  }
+
+  function updateClearButton() {
+    const inUse = [state.selected, state.ranges, state.invalidRanges].some(
+      (filters) => Object.keys(filters).length > 0,
+    );
+    $("#clear").disabled = state.ended || !inUse;
+  }
+
+  function showFieldError(error) {
+    const data = error.data || {};
+    if (data.setting !== "range" || !data.field) return;
+    const row = document.querySelector(`[data-range="${data.field}"]`);
+    if (row) Ranges.showError(row, error.message);
+  }
+
+  function clearRangeErrors() {
+    document.querySelectorAll("#ranges .range.invalid").forEach((row) => {
+      if (!(row.dataset.range in state.invalidRanges)) Ranges.showError(row, "");
+    });
   }
 
   function clearFilters() {
@@ -203,9 +251,15 @@
     document.querySelectorAll("#facets input:checked").forEach((box) => {
       box.checked = false;
     });
+    state.invalidRanges = {};
     document.querySelectorAll("#ranges input").forEach((input) => {
       input.value = "";
     });
+    document.querySelectorAll("#ranges .range").forEach((row) => {
+      Ranges.showError(row, "");
+    });
+    document.querySelectorAll(".facet").forEach((group) => showSelectedCount(group, 0));
+    updateClearButton();
     scheduleQuery();
   }
 
@@ -241,6 +295,20 @@
 
   async function runQuery() {
     if (!state.ready) return;
+    const invalid = Object.values(state.invalidRanges);
+    if (invalid.length) {
+      state.querySeq += 1; // drop the response of a query in flight
+      showQueryError("Not updated: " + invalid[0]);
+      return;
+    }
+    try {
+      await sendQuery();
+    } catch (error) {
+      showQueryError("Query failed: " + error.message);
+    }
+  }
+
+  async function sendQuery() {
     const seq = ++state.querySeq;
     const field = histogramField();
     const bounds = field ? await histogramRange(field) : null;
@@ -259,13 +327,7 @@
       );
     }
     const started = performance.now();
-    let responses;
-    try {
-      responses = await rpc(batch);
-    } catch (error) {
-      showError("Query failed: " + error.message);
-      return;
-    }
+    const responses = await rpc(batch);
     const roundTripMs = performance.now() - started;
     if (seq !== state.querySeq) return; // a newer query is on its way
     showResults(responses, field, partial, roundTripMs);
@@ -280,14 +342,16 @@
         const other = resultOf(responses[(field ? 2 : 1) + n]);
         facets[name] = other.facets[name];
       });
-      showError("");
+      showQueryError("");
+      clearRangeErrors();
       showCount(filtered, roundTripMs);
       showFacetCounts(facets);
       showRows(filtered.rows);
       if (field) showHistogram(field, resultOf(responses[1]).metrics[0]);
-      $("#clear").disabled = !partial.length && !Object.keys(state.ranges).length;
+      updateClearButton();
     } catch (error) {
-      showError("Query failed: " + error.message);
+      showFieldError(error);
+      showQueryError("Query failed: " + error.message);
     }
   }
 
@@ -387,8 +451,7 @@
     $("#session-id").textContent = event.session_id;
     if (event.dataset) $("#dataset-name").textContent = event.dataset;
     if (event.state === "ended" || event.state === "failed") {
-      state.ready = false;
-      $("#restart").hidden = false;
+      endSession(event.state, event.message);
       return;
     }
     if (event.state === "ready" && !state.ready) onReady();
@@ -396,7 +459,15 @@
 
   function onDisconnect(reason) {
     state.ready = false;
-    if (reason === "io server disconnect") return; // ended or failed, shown already
+    if (reason === "io server disconnect") {
+      // The gateway sends an ended or failed state before it disconnects.
+      if (!state.ended) {
+        const message = "The gateway closed this connection.";
+        showState("ended", message, 0);
+        endSession("ended", message);
+      }
+      return;
+    }
     showState("reconnecting", "Connection lost (" + reason + "); reconnecting…", 0);
   }
 

@@ -98,11 +98,15 @@ window.BellhopSession = (function () {
     return { jsonrpc: "2.0", id: requestCount, method: method, params: params };
   }
 
-  // Return a response's result, or throw its JSON-RPC error.
+  // Return a response's result, or throw its JSON-RPC error. The thrown Error
+  // keeps the error's code and data (e.g. {"setting": "range", "field": "x"}).
   function resultOf(response) {
     if (!response) throw new Error("empty response");
     if (response.error) {
-      throw new Error(response.error.message + " (code " + response.error.code + ")");
+      const error = new Error(response.error.message);
+      error.code = response.error.code;
+      error.data = response.error.data;
+      throw error;
     }
     return response.result;
   }
