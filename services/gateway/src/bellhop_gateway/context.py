@@ -13,6 +13,7 @@ from bellhop_gateway.orchestrator import OrchestratorClient
 from bellhop_gateway.rpc import IdRewriter
 from bellhop_gateway.settings import GatewaySettings
 from bellhop_gateway.store import SessionStore
+from bellhop_gateway.subscriber import ResultSubscriber
 
 
 class SocketChannel(Protocol):
@@ -29,6 +30,7 @@ class SocketChannel(Protocol):
 class GatewayContext:
     settings: GatewaySettings
     redis: aioredis.Redis
+    subscriber: ResultSubscriber
     keys: Keys
     store: SessionStore
     admitter: QueueAdmitter

@@ -14,6 +14,7 @@ import secrets
 import time
 from typing import Any
 
+import redis.asyncio as aioredis
 import socketio
 from bellhop_shared.jsonrpc import (
     INTERNAL_ERROR,
@@ -22,9 +23,12 @@ from bellhop_shared.jsonrpc import (
     error_response,
 )
 from bellhop_shared.keys import new_session_id
-from bellhop_shared.redis_client import connect_async, tls_options
+from bellhop_shared.redis_client import connection_options, tls_options
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from bellhop_gateway import sio_json
 from bellhop_gateway.auth import ConnectRequest, read_connect_request, reject
 from bellhop_gateway.context import GatewayContext
 from bellhop_gateway.grace import GraceKeeper
@@ -39,10 +43,39 @@ from bellhop_gateway.store import (
     SessionStore,
     hash_resume_token,
 )
+from bellhop_gateway.subscriber import ResultSubscriber
 
 logger = logging.getLogger(__name__)
 
 CONNECT_WAIT_S = 5.0
+# Commands (queue pushes, heartbeats, records) share this many connections
+# and wait up to REDIS_POOL_WAIT_S for a free one, so the number of
+# connections stays fixed however many sessions the replica serves.
+REDIS_MAX_CONNECTIONS = 20
+REDIS_POOL_WAIT_S = 10.0
+
+
+def _command_client(settings: GatewaySettings) -> aioredis.Redis:
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=REDIS_POOL_WAIT_S,
+        decode_responses=True,
+        client_name=f"bellhop-gateway:{settings.gateway_id}",
+        **connection_options(settings.redis_url),
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+def _results_client(settings: GatewaySettings) -> aioredis.Redis:
+    """Return the client of the results subscriber: bytes, no retries of its own."""
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=False,
+        client_name=f"bellhop-gateway:{settings.gateway_id}:results",
+        retry=Retry(NoBackoff(), 0),
+        **connection_options(settings.redis_url),
+    )
 
 
 def _secret(settings: GatewaySettings) -> str | None:
@@ -79,8 +112,12 @@ class Gateway:
             max_http_buffer_size=settings.engine_max_bytes,
             logger=False,
             engineio_logger=False,
+            json=sio_json,
         )
-        redis = connect_async(settings.redis_url)
+        redis = _command_client(settings)
+        self.subscriber = ResultSubscriber(
+            _results_client(settings), f"gateway {self.id}"
+        )
         token = settings.orchestrator_token
         orchestrator = OrchestratorClient(
             settings.orchestrator_url,
@@ -93,6 +130,7 @@ class Gateway:
         self.ctx = GatewayContext(
             settings=settings,
             redis=redis,
+            subscriber=self.subscriber,
             keys=keys,
             store=store,
             admitter=QueueAdmitter(redis, keys, _limits(settings)),
@@ -116,6 +154,7 @@ class Gateway:
                 "unset; set it to require signed tokens",
                 self.id,
             )
+        self.subscriber.start()
         self._sweeper = asyncio.create_task(self.grace.run())
         logger.info(
             "gateway %s started orchestrator=%s grace_s=%g rpc_timeout_s=%g",
@@ -133,6 +172,7 @@ class Gateway:
         for socket_sid in list(self.links):
             await self._release(socket_sid, "gateway stopping")
         await self.ctx.orchestrator.aclose()
+        await self.subscriber.stop()
         await self.ctx.redis.aclose()
         logger.info("gateway %s stopped", self.id)
 

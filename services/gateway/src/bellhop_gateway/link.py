@@ -77,7 +77,7 @@ class SessionLink:
         self.is_new = is_new
         self.label = f"gateway {ctx.gateway_id} session {record.session_id}"
         self.relay = ResultRelay(
-            ctx.redis,
+            ctx.subscriber,
             ctx.keys.results(record.session_id),
             self._on_notification,
             self.label,
@@ -154,7 +154,6 @@ class SessionLink:
             await self._emit_state()
         if not await self._subscribe():
             return
-        self._tasks.append(asyncio.create_task(self.relay.run()))
         self._tasks.append(asyncio.create_task(self._keep_client_heartbeat()))
         if self.is_new:
             self._provisioning = asyncio.create_task(self._provision())

@@ -1,30 +1,25 @@
-"""One session's results channel: the subscription and the calls waiting on it.
+"""One session's results channel: its subscription and the calls waiting on it.
 
-Pub/sub delivers at most once, so the relay subscribes and waits for Redis to
-confirm before any request of the session is queued. Each relay owns its own
-connection, read by a single task, so reads never interleave.
+Pub/sub delivers at most once, so the relay waits for Redis to confirm the
+subscription before any request of the session is queued. The channel rides
+on the replica's shared ResultSubscriber connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
+import orjson
 from redis.exceptions import RedisError
 
 from bellhop_gateway.rpc import PreparedMessage
+from bellhop_gateway.subscriber import ResultSubscriber
 
 logger = logging.getLogger(__name__)
-
-SUBSCRIBE_TIMEOUT_S = 10.0
-READ_TIMEOUT_S = 1.0
-MAX_BACKOFF_S = 30.0
 
 NotificationHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -43,12 +38,12 @@ class ResultRelay:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        subscriber: ResultSubscriber,
         channel: str,
         on_notification: NotificationHandler,
         label: str,
     ) -> None:
-        self._pubsub: PubSub = redis.pubsub()
+        self._subscriber = subscriber
         self._channel = channel
         self._on_notification = on_notification
         self._label = label
@@ -56,42 +51,13 @@ class ResultRelay:
 
     async def subscribe(self) -> None:
         """SUBSCRIBE and wait for the confirmation, so nothing published is missed."""
-        await self._pubsub.subscribe(self._channel)
-        async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
-            while True:
-                message = await self._pubsub.get_message(timeout=READ_TIMEOUT_S)
-                if message and message["type"] == "subscribe":
-                    return
-
-    async def run(self) -> None:
-        """Read the channel until cancelled, reconnecting with backoff."""
-        backoff_s = 0.5
-        while True:
-            try:
-                message = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=READ_TIMEOUT_S
-                )
-                backoff_s = 0.5
-            except (RedisError, OSError) as exc:
-                logger.warning(
-                    "%s results read failed error=%r; retrying in %.1f s",
-                    self._label,
-                    exc,
-                    backoff_s,
-                )
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
-                continue
-            if message and message["type"] == "message":
-                await self._dispatch_safely(message["data"])
+        await self._subscriber.subscribe(self._channel, self._dispatch_safely)
 
     async def close(self) -> None:
         try:
-            await self._pubsub.aclose()
+            await self._subscriber.unsubscribe(self._channel, self._dispatch_safely)
         except (RedisError, OSError) as exc:
-            logger.debug(
-                "%s results connection close failed error=%r", self._label, exc
-            )
+            logger.debug("%s unsubscribe failed error=%r", self._label, exc)
 
     def register(self, prepared: PreparedMessage) -> PendingCall:
         call = PendingCall(prepared, asyncio.get_running_loop().create_future())
@@ -110,7 +76,7 @@ class ResultRelay:
                 call.future.set_result(None)
         self._pending.clear()
 
-    async def _dispatch_safely(self, text: str) -> None:
+    async def _dispatch_safely(self, text: bytes) -> None:
         try:
             await self._dispatch(text)
         except Exception:
@@ -118,9 +84,9 @@ class ResultRelay:
             # later response of the session would time out.
             logger.exception("%s failed to handle a result", self._label)
 
-    async def _dispatch(self, text: str) -> None:
+    async def _dispatch(self, text: bytes) -> None:
         try:
-            message = json.loads(text)
+            message = orjson.loads(text)
         except ValueError:
             logger.warning("%s ignored a result that is not JSON", self._label)
             return
