@@ -54,8 +54,9 @@ def contains(bits: Bitset, rows: np.ndarray) -> np.ndarray:
 
 def popcount(bits: Bitset) -> int:
     # A uint32 sum of the per-word counts measured 25% faster than int64 and
-    # cannot overflow below 2**32 rows.
-    return int(np.bitwise_count(bits).sum(dtype=np.uint32))
+    # cannot overflow below 2**32 rows. np.add.reduce calls the ufunc directly,
+    # without ndarray.sum's Python wrapper.
+    return int(np.add.reduce(np.bitwise_count(bits), dtype=np.uint32))
 
 
 def rows_in_words(bits: Bitset, word_indices: np.ndarray) -> np.ndarray:

@@ -39,30 +39,35 @@ class Selection:
 def select_rows(index: Index, params: dict[str, Any]) -> Selection:
     """Return the rows matching params' where, exclude and range."""
     selection = Selection(bits=index.all_rows)
-    is_copy = False
-
-    def narrow(part: np.ndarray) -> None:
-        # The first condition copies, later ones AND in place; the index's own
-        # bitsets are read-only and never written.
-        nonlocal is_copy
-        if is_copy:
-            np.bitwise_and(selection.bits, part, out=selection.bits)
-        else:
-            selection.bits = selection.bits & part
-            is_copy = True
-
+    parts: list[np.ndarray] = []
     for name, values in _field_lists(params, "where").items():
         column = index.column(name, "where")
-        narrow(_value_rows(index, column, values, "where", selection))
+        parts.append(_value_rows(index, column, values, "where", selection))
     for name, values in _field_lists(params, "exclude").items():
         column = index.column(name, "exclude")
-        narrow(~_value_rows(index, column, values, "exclude", selection))
+        excluded = _value_rows(index, column, values, "exclude", selection)
+        # Every part is a subset of all_rows, so XOR keeps exactly the others.
+        parts.append(np.bitwise_xor(index.all_rows, excluded))
     for name, bounds in _range_bounds(params).items():
         column = index.numeric_column(name, "range")
-        narrow(_range_rows(column, bounds))
-    if not is_copy:
-        selection.bits = index.all_rows.copy()
+        parts.append(_range_rows(column, bounds))
+    selection.bits = _intersect(index.all_rows, parts)
     return selection
+
+
+def _intersect(all_rows: np.ndarray, parts: list[np.ndarray]) -> np.ndarray:
+    """Return a new, writable bitset of the rows in every part (all rows if none).
+
+    Parts may be read-only views of the index's bitsets, which are never written.
+    """
+    if not parts:
+        return all_rows.copy()
+    if len(parts) == 1:
+        return parts[0].copy()
+    bits = np.bitwise_and(parts[0], parts[1])
+    for part in parts[2:]:
+        np.bitwise_and(bits, part, out=bits)
+    return bits
 
 
 def _field_lists(params: dict[str, Any], setting: str) -> dict[str, list[Any]]:
@@ -110,13 +115,12 @@ def _value_rows(
     index: Index, column: Column, values: list[Any], setting: str, selection: Selection
 ) -> np.ndarray:
     """Return the rows holding any of values in column (maybe a read-only view)."""
-    wanted = [coerce(column, value, setting) for value in values]
-    present = [value for value in wanted if value is not None]
+    present = [coerce(column, value, setting) for value in values if value is not None]
     if column.codes is not None:
         bits = _dictionary_rows(column, present, setting, selection)
     else:
         bits = _numeric_rows(column, present, setting, selection)
-    if None in wanted:
+    if len(present) < len(values):
         bits = bits | _missing_rows(index, column)
     return bits
 
