@@ -310,7 +310,11 @@ def numbered_facets(rows: list[Row], matched: list[int]) -> dict[str, Any]:
 
 @st.composite
 def selection_sizes(draw: st.DrawFn, n_rows: int) -> int:
-    """Draw how many rows a block selects, favoring the edges of the complement."""
+    """Draw how many rows a block selects.
+
+    Many draws are sizes at the edges of complement counting: none, one,
+    half, just over half, all but one and all rows.
+    """
     edges = sorted({0, 1, n_rows // 2, n_rows // 2 + 1, n_rows - 1, n_rows})
     edges = [size for size in edges if 0 <= size <= n_rows]
     return draw(st.sampled_from(edges) | st.integers(0, n_rows))
