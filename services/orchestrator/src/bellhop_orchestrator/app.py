@@ -23,9 +23,13 @@ from bellhop_orchestrator.settings import OrchestratorSettings, get_settings
 logger = logging.getLogger(__name__)
 
 _REDIS_RETRY_AFTER_S = 5
-# `synthetic-<n>[k|m]` names resolve without a catalog entry; this pattern
-# admits their spellings, and catalog.resolve enforces MAX_SYNTHETIC_ROWS.
-SYNTHETIC_NAME_PATTERN = r"^synthetic-([1-9][0-9]{0,7}|[1-9][0-9]{0,4}k|[1-9][0-9]?m)$"
+# `synthetic-<n>[k|m]` names of 1 to MAX_SYNTHETIC_ROWS (20,000,000) rows
+# resolve without a catalog entry; this pattern admits exactly those.
+SYNTHETIC_NAME_PATTERN = (
+    r"^synthetic-([1-9][0-9]{0,6}|1[0-9]{7}|20000000"
+    r"|[1-9][0-9]{0,3}k|1[0-9]{4}k|20000k"
+    r"|[1-9]m|1[0-9]m|20m)$"
+)
 
 
 def create_app(
