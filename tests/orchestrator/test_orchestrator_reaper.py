@@ -114,11 +114,11 @@ def test_client_gone_ends_session(
 
     final = stored_record(redis_client, session_id)
     assert "no client heartbeat for 1 s" in final["ended_reason"]
-    # The record turns ended first; the stop, the cleanup and the
-    # notification follow.
+    # The record turns ended first; the notification, the stop and the
+    # cleanup follow.
     notification = wait_until(lambda: ended_notification(pubsub), 10, interval_s=0)
-    assert not pid_alive(ref_pid(record))
-    assert redis_client.keys(f"bellhop:session:{session_id}:*") == []
+    wait_until(lambda: not pid_alive(ref_pid(record)), 20)
+    wait_until(lambda: redis_client.keys(f"bellhop:session:{session_id}:*") == [], 10)
     assert isinstance(notification, dict)
     assert "client heartbeat" in notification["params"]["reason"]
 

@@ -143,3 +143,19 @@ def test_terminate_is_acknowledged_then_session_ends(system: Any) -> None:
     assert response == {"jsonrpc": "2.0", "id": 11, "result": {"terminating": True}}
     assert ended["message"]
     wait_until(lambda: not pid_alive(pid), 30)
+
+
+def test_deleted_session_reports_its_reason(system: Any) -> None:
+    client = SessionClient(system.gateway_url)
+    try:
+        client.wait_ready()
+        response = httpx.delete(
+            f"{system.orchestrator_url}/v1/sessions/{client.session_id}",
+            params={"reason": "closed by the operator"},
+        )
+        ended = client.wait_for_event(lambda e: e.get("state") == "ended", 30)
+    finally:
+        client.close()
+
+    assert response.status_code == 200
+    assert ended["message"] == "closed by the operator"

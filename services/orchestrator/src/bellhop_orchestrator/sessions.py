@@ -114,16 +114,18 @@ class SessionManager:
         until the key expires.
         """
         ended, was_live = await self._mark_ended(session_id, reason, final_state)
+        # Published before the stop, so the client reads this reason rather
+        # than the worker's own "SIGTERM" that the stop makes it send.
+        if was_live or remove_record:
+            await self.store.publish_ended(
+                session_id, ended.ended_reason or reason.message
+            )
         if ended.provider_ref:
             await self._stop_worker(ended, reason)
         keep_worker_key = final_state is RecordState.FAILED and not remove_record
         await self.store.delete_session_keys(session_id, keep_worker_key)
         if remove_record:
             await self.store.remove(session_id)
-        if was_live or remove_record:
-            await self.store.publish_ended(
-                session_id, ended.ended_reason or reason.message
-            )
         if was_live:
             self.metrics.workers_stopped.labels(reason.code).inc()
             logger.info(
