@@ -138,7 +138,9 @@ def test_heroku_rate_limit_burst_is_retried(fake: FakeHeroku) -> None:
 
 def test_heroku_empty_token_bucket_waits(fake: FakeHeroku) -> None:
     provider = make_provider(fake)
-    fake.configure(tokens=0, rate_refill_per_s=4)
+    # Slow enough that the first call always finds the bucket empty, even
+    # on a loaded machine.
+    fake.configure(tokens=0, rate_refill_per_s=0.5)
 
     ref = run(start_and_close(provider, spec()))
 
