@@ -9,7 +9,16 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 NODE_STAMP := services/gateway/node_modules/.installed
 
-.PHONY: install run demo test lint bench bench-quick clean
+.PHONY: help install run demo test lint bench bench-quick clean
+
+help:
+	@echo "make run          start Redis (embedded unless REDIS_URL answers), the orchestrator and the gateway"
+	@echo "make demo         filter the flights table through a running gateway (see scripts/demo.py --help)"
+	@echo "make test         run the whole test suite"
+	@echo "make bench        run every benchmark (several minutes); make bench-quick for a short pass"
+	@echo "make lint         ruff check and format check"
+	@echo "make install      install everything into .venv (every target above does it first)"
+	@echo "make clean        remove .venv, .run and node_modules"
 
 install: $(STAMP) $(NODE_STAMP)
 
