@@ -331,13 +331,8 @@ def test_range_min_above_max_flagged(page_url: str, browser: Any) -> None:
         page.close()
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [("1e", "not a number"), ("-", "not a number"), ("1e400", "")],
-)
-def test_bad_number_entry_flagged(
-    page_url: str, browser: Any, text: str, message: str
-) -> None:
+@pytest.mark.parametrize("text", ["1e", "-", "1e400"])
+def test_bad_number_entry_flagged(page_url: str, browser: Any, text: str) -> None:
     page = open_ready_page(browser, page_url, "phone")
     try:
         open_ranges(page)
@@ -349,7 +344,7 @@ def test_bad_number_entry_flagged(
         )
         page.wait_for_selector("#stale", state="visible", timeout=QUERY_TIMEOUT_MS)
 
-        assert message in page.text_content(error)
+        assert "dep_delay min is not a valid number" in page.text_content(error)
         assert not valid
         assert "dep_delay min" in page.text_content("#query-error")
         assert page.is_enabled("#clear")
