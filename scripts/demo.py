@@ -127,7 +127,16 @@ def main(argv: list[str] | None = None) -> int:
             http_url(args.url), auth=auth, transports=["websocket"], wait_timeout=10
         )
     except socketio.exceptions.ConnectionError as exc:
-        print(f"connection failed: {session.rejection or exc}", file=sys.stderr)
+        # The gateway's rejections carry a reason object; a bare string is the
+        # client's own report of a network failure.
+        if isinstance(session.rejection, dict):
+            print(f"connection rejected: {session.rejection}", file=sys.stderr)
+        else:
+            print(
+                f"cannot connect to the gateway at {args.url} ({exc}); "
+                "start it with `make run` or pass --url",
+                file=sys.stderr,
+            )
         return 1
     try:
         if not session.wait(args.timeout) or session.final is None:
