@@ -200,5 +200,8 @@ class ResultSubscriber:
             )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _text(value: bytes | str | None) -> str:
+    """Return a channel name as str; pong replies carry no channel."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return value or ""
