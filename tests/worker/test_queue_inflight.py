@@ -161,3 +161,69 @@ def test_queue_keeps_non_utf8_bytes(raw_client: redis.Redis, session_id: str) ->
 
     assert batch == [b"\xff\xfe\x00garbage"]
     assert queue.inflight_length() == 0
+
+
+def test_queue_acknowledge_fetches_next_batch(
+    raw_client: redis.Redis, session_id: str
+) -> None:
+    raw_client.lpush(KEYS.queue(session_id), b"first")
+    queue = make_queue(raw_client, session_id, max_batch=2)
+    batch = queue.claim(0.2)
+    raw_client.lpush(KEYS.queue(session_id), b"second", b"third", b"fourth")
+
+    queue.acknowledge(batch[0], None, fetch_next=True)
+
+    inflight = raw_client.lrange(KEYS.inflight(session_id), 0, -1)
+    assert inflight == [b"third", b"second"]
+    assert raw_client.llen(KEYS.queue(session_id)) == 1
+    assert queue.claim(0.2) == [b"second", b"third"]
+
+
+def test_queue_acknowledge_fetch_on_empty_queue(
+    raw_client: redis.Redis, session_id: str
+) -> None:
+    raw_client.lpush(KEYS.queue(session_id), b"only")
+    queue = make_queue(raw_client, session_id)
+    queue.acknowledge(queue.claim(0.2)[0], None, fetch_next=True)
+    raw_client.lpush(KEYS.queue(session_id), b"later")
+
+    # The fetch found nothing, so the claim goes straight to BLMOVE, which
+    # returns the item pushed after the acknowledgement.
+    later = queue.claim(0.5)
+    queue.acknowledge(later[0], None, fetch_next=True)
+
+    assert later == [b"later"]
+    assert queue.claim(0.2) == []
+    assert queue.inflight_length() == 0
+
+
+def test_queue_claim_wakes_with_whole_push(
+    raw_client: redis.Redis, redis_url: str, session_id: str
+) -> None:
+    pusher = redis.Redis.from_url(redis_url)
+    queue = make_queue(raw_client, session_id)
+    assert queue.claim(0.1) == []
+
+    timer = threading.Timer(0.2, pusher.lpush, (KEYS.queue(session_id), b"a", b"b"))
+    timer.start()
+    batch = queue.claim(10.0)
+    timer.join()
+    pusher.close()
+
+    # The drain pipelined after the BLMOVE takes the rest of the push.
+    assert batch == [b"a", b"b"]
+    assert raw_client.llen(KEYS.queue(session_id)) == 0
+    assert raw_client.llen(KEYS.inflight(session_id)) == 2
+
+
+def test_queue_interrupt_wait_before_claim(
+    raw_client: redis.Redis, session_id: str
+) -> None:
+    queue = make_queue(raw_client, session_id)
+    queue.interrupt_wait()
+
+    started = time.monotonic()
+    batch = queue.claim(10.0)
+
+    assert batch == []
+    assert time.monotonic() - started < 9.0

@@ -144,6 +144,40 @@ def test_sigterm_idle_worker_exits_quickly(
     assert redis_client.exists(KEYS.worker(session_id)) == 0
 
 
+def test_sigterm_ends_long_blocking_wait(
+    redis_url: str,
+    redis_client: redis.Redis,
+    session_id: str,
+    results: Results,
+    tmp_path: Path,
+) -> None:
+    # With a 25 s block timeout, only an interrupted BLMOVE exits this fast.
+    worker = start_worker(
+        redis_url, tmp_path, session_id, results=results, WORKER_BLOCK_TIMEOUT_S="25"
+    )
+    results.wait_for_state("ready")
+    push(redis_client, session_id, month_filter(1))
+    results.wait_for_response("month-1", 60)
+    wait_until(lambda: blocked_clients(redis_client) >= 1, 10)
+
+    sent_at = time.monotonic()
+    worker.proc.send_signal(signal.SIGTERM)
+    exit_code = wait_exit(worker, 30)
+    took_s = time.monotonic() - sent_at
+    results.wait_for_state("terminating", 10)
+    worker.stop()
+
+    assert exit_code == 0, worker.log_text()
+    assert took_s < 10.0
+    assert results.wait_for_state("terminating", 0)["params"]["message"] == "SIGTERM"
+    assert redis_client.exists(KEYS.worker(session_id)) == 0
+    assert "Traceback" not in worker.log_text()
+
+
+def blocked_clients(client: redis.Redis) -> int:
+    return int(client.info("clients")["blocked_clients"])
+
+
 def test_sigterm_busy_worker_parks_the_rest(
     redis_url: str,
     redis_client: redis.Redis,

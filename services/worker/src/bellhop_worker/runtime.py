@@ -6,9 +6,10 @@
 
 Every state change is written to the heartbeat key and published on the
 results channel as a `worker.state` notification. Signal handlers only record
-the signal. The serve loop notices it within one block timeout and finishes
-the request it is computing. The rest of the batch stays parked in inflight
-(see bellhop_worker.queue), where the next worker for the session claims it.
+the signal, and interrupt the queue's BLMOVE when the worker is waiting for a
+request. The serve loop finishes the request it is computing. The rest of the
+batch stays parked in inflight (see bellhop_worker.queue), where the next
+worker for the session claims it.
 """
 
 from __future__ import annotations
@@ -72,9 +73,12 @@ class WorkerRuntime:
         self._signalled = False
         self._last_activity = time.monotonic()
         self._redis = connect_raw(settings.redis_url)
+        # The queue has a client of its own because a signal may interrupt its
+        # BLMOVE and close that client; state reports use self._redis.
+        self._queue_redis = connect_raw(settings.redis_url)
         self._retry = RedisRetry(settings.redis_give_up_s, self._is_signalled)
         self._queue = RequestQueue(
-            self._redis, keys, assignment.session_id, settings.max_batch
+            self._queue_redis, keys, assignment.session_id, settings.max_batch
         )
         self._heartbeat = Heartbeat(
             self._redis,
@@ -105,6 +109,7 @@ class WorkerRuntime:
             self._stop_reason or "error",
             self.status.uptime_s,
         )
+        self._queue_redis.close()
         self._redis.close()
         return exit_code
 
@@ -171,10 +176,9 @@ class WorkerRuntime:
             on_request=self.status.count_request,
         )
         self._last_activity = time.monotonic()
-        block_timeout_s = self._settings.block_timeout_s
         while not self._stop_reason:
             batch = self._retry.call(
-                "claim", lambda: self._queue.claim(block_timeout_s)
+                "claim", self._queue.claim, self._block_timeout_s()
             )
             if batch:
                 self._process(batch, dispatcher)
@@ -194,8 +198,21 @@ class WorkerRuntime:
                 )
                 return
             response = dispatcher.handle(item)
-            self._retry.call("acknowledge", self._queue.acknowledge, item, response)
+            # The last acknowledgement fetches the next batch, unless the
+            # worker is stopping and the queue should stay as it is.
+            fetch_next = done == len(batch) - 1 and not self._stop_reason
+            self._retry.call(
+                "acknowledge", self._queue.acknowledge, item, response, fetch_next
+            )
             self._last_activity = time.monotonic()
+
+    def _block_timeout_s(self) -> float:
+        """Return the next BLMOVE's timeout, cut short to end at the idle timeout."""
+        idle_s = time.monotonic() - self._last_activity
+        until_idle_s = self._settings.idle_timeout_s - idle_s
+        if until_idle_s <= 0:
+            return self._settings.block_timeout_s
+        return min(self._settings.block_timeout_s, max(until_idle_s + 0.05, 0.1))
 
     def _is_idle(self) -> bool:
         """Return True after idle_timeout_s without requests, client or inflight."""
@@ -280,12 +297,15 @@ class WorkerRuntime:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Only record the signal: the loop acts on it between requests. Heroku
+        # Record the signal: the loop acts on it between requests. Heroku
         # may send SIGTERM to every process of a dyno more than once, so later
         # SIGTERMs are ignored and SIGKILL stays the platform's last word. A
         # second Ctrl-C gets the default action, so a stuck worker can still be
         # stopped from a terminal; its unanswered requests stay parked in inflight.
+        # The exception that interrupt_wait may raise ends a BLMOVE, so the
+        # handlers are changed before it is called.
         self._signalled = True
         self.request_stop(signal.Signals(signum).name)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        self._queue.interrupt_wait()

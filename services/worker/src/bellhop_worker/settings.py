@@ -23,10 +23,13 @@ class WorkerSettings(BaseServiceSettings):
         default=3.0, gt=0, alias="WORKER_HEARTBEAT_INTERVAL_S"
     )
     heartbeat_ttl_s: float = Field(default=15.0, gt=0, alias="WORKER_HEARTBEAT_TTL_S")
-    # How long one BLMOVE waits for a request before the loop checks the idle
-    # timeout and the stop signals. It must stay below the socket timeout.
+    # The longest one BLMOVE waits for a request before the loop checks the
+    # idle timeout again. An idle worker sends one BLMOVE and one drain script
+    # (EVAL with one LLEN inside) per block timeout. A signal interrupts the
+    # wait, so a long timeout does not delay a SIGTERM exit. It must stay
+    # below the socket timeout.
     block_timeout_s: float = Field(
-        default=2.0, gt=0, lt=SOCKET_TIMEOUT_S, alias="WORKER_BLOCK_TIMEOUT_S"
+        default=20.0, gt=0, lt=SOCKET_TIMEOUT_S, alias="WORKER_BLOCK_TIMEOUT_S"
     )
     # Maximum length of a Redis outage before the worker exits with status 1.
     redis_give_up_s: float = Field(default=60.0, gt=0, alias="WORKER_REDIS_GIVE_UP_S")
