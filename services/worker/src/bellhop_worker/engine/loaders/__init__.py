@@ -13,17 +13,27 @@ from collections.abc import Callable
 import pyarrow as pa
 from bellhop_shared.catalog import DatasetSpec
 
-from bellhop_worker.engine.loaders import files, postgres, synthetic
+from bellhop_worker.engine.loaders import files, synthetic
 from bellhop_worker.engine.progress import ProgressCallback
 
 Source = Callable[[DatasetSpec, str | None, ProgressCallback], pa.Table]
+
+
+def _load_postgres(
+    spec: DatasetSpec, user: str | None, report: ProgressCallback
+) -> pa.Table:
+    # Imported on use, so that file datasets do not pay for importing psycopg.
+    from bellhop_worker.engine.loaders import postgres
+
+    return postgres.load_postgres(spec, user, report)
+
 
 SOURCES: dict[str, Source] = {
     "nycflights13": files.load_nycflights13,
     "csv": files.load_csv,
     "jsonl": files.load_jsonl,
     "parquet": files.load_parquet,
-    "postgres": postgres.load_postgres,
+    "postgres": _load_postgres,
     "synthetic": synthetic.load_synthetic,
 }
 
