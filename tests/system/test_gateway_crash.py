@@ -9,8 +9,8 @@ from pathlib import Path
 
 import redis
 from client import SessionClient
-from conftest import start_system
 from support import pid_alive, wait_until
+from system_support import start_system
 
 GATEWAY_GRACE_S = 4.0
 CLIENT_TTL_S = 3.0

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import redis
 from client import SessionClient
-from conftest import start_system
 from support import wait_until
+from system_support import start_system
 
 RESUME_GRACE_S = 8.0
 ORCHESTRATOR_GRACE_S = 1.0

@@ -14,8 +14,8 @@ import pytest
 import redis
 import socketio
 from client import SessionClient
-from conftest import start_system
 from support import find_redis_server, free_port, pid_alive, skip_or_fail, wait_until
+from system_support import start_system
 
 REDIS_PASSWORD = "redis-pass-Zq81x"
 ORCHESTRATOR_TOKEN = "orchestrator-token-Hk29w"
