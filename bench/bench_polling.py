@@ -308,8 +308,8 @@ def _section(
         _idle_row(bellhop),
         "",
         "An idle Bellhop worker's commands come from its loop. Every block "
-        "timeout (WORKER_BLOCK_TIMEOUT_S, 2 s) one BLMOVE returns empty and the "
-        "drain script runs (EVALSHA with LLEN, LMOVE and LRANGE inside). Every "
+        "timeout (WORKER_BLOCK_TIMEOUT_S, 20 s) one BLMOVE returns empty, "
+        "pipelined with a drain script that then runs one LLEN. Every "
         "heartbeat interval (3 s) one SET rewrites the heartbeat key, which the "
         "orchestrator and the gateway read.",
     ]
