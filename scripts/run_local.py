@@ -87,11 +87,13 @@ def start_embedded_redis(children: list[subprocess.Popen[bytes]]) -> str:
     return url
 
 
-def wait_for(check: object, what: str, timeout_s: float) -> None:
+def wait_for(check: object, description: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():  # type: ignore[operator]
         if time.monotonic() > deadline:
-            sys.exit(f"{what} did not come up within {timeout_s} s; see .run/*.log")
+            sys.exit(
+                f"{description} did not come up within {timeout_s} s; see .run/*.log"
+            )
         time.sleep(0.1)
 
 

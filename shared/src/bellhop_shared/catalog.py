@@ -67,7 +67,7 @@ def _builtin_specs() -> dict[str, DatasetSpec]:
 
 
 def synthetic_rows(name: str) -> int | None:
-    """Return the row count a `synthetic-<n>[k|m]` name asks for, else None."""
+    """Return the row count a `synthetic-<n>[k|m]` name requests, else None."""
     match = _SYNTHETIC_PATTERN.match(name)
     if not match:
         return None
