@@ -34,6 +34,7 @@ from bellhop_gateway.rpc import (
 
 if TYPE_CHECKING:
     from bellhop_gateway.link import SessionLink
+    from bellhop_gateway.relay import PendingCall
 
 logger = logging.getLogger(__name__)
 
@@ -66,28 +67,44 @@ async def handle_rpc(link: SessionLink, payload: Any) -> Any:
             f"Rate limited: a batch of {prepared.cost} requests exceeds the burst "
             f"of {limits.burst} (GATEWAY_RATE_BURST); split the batch.",
         )
-    await link.subscribed.wait()
-    if link.finished or link.closed:
-        return error_ack(prepared, SESSION_ENDED, _ended_message(link))
-    return await _queue_and_wait(link, prepared)
+    # The push lock is the first await on this path and it is FIFO, so the
+    # messages of one socket reach the queue in the order sent. Waiting for
+    # the subscription outside it would let a message that arrives after the
+    # subscription overtake earlier ones that are being woken from the wait.
+    async with link.push_lock:
+        await link.subscribed.wait()
+        if link.finished or link.closed:
+            return error_ack(prepared, SESSION_ENDED, _ended_message(link))
+        call, rejection = await _push(link, prepared)
+    if rejection is not None:
+        return rejection
+    return await _wait_for_answers(link, prepared, call)
 
 
-async def _queue_and_wait(link: SessionLink, prepared: PreparedMessage) -> Any:
+async def _push(
+    link: SessionLink, prepared: PreparedMessage
+) -> tuple[PendingCall, Any]:
+    """Queue the message; return its call and, when it was not queued, the ack."""
     call = link.relay.register(prepared)
     try:
-        async with link.push_lock:
-            admission = await link.ctx.admitter.push(
-                link.session_id, prepared.item_text(), prepared.cost
-            )
+        admission = await link.ctx.admitter.push(
+            link.session_id, prepared.item_text(), prepared.cost
+        )
     except (RedisError, OSError) as exc:
         link.relay.unregister(call)
         logger.error("%s queue push failed error=%r", link.label, exc)
-        return error_ack(
+        return call, error_ack(
             prepared, INTERNAL_ERROR, "The gateway could not queue the request; retry."
         )
     if admission.status is not Admission.QUEUED:
         link.relay.unregister(call)
-        return _rejection(link, prepared, admission)
+        return call, _rejection(link, prepared, admission)
+    return call, None
+
+
+async def _wait_for_answers(
+    link: SessionLink, prepared: PreparedMessage, call: PendingCall
+) -> Any:
     logger.debug("%s queued requests=%d", link.label, prepared.cost)
     if not prepared.expected_ids:
         return build_ack(prepared, {})
