@@ -71,7 +71,8 @@ def pid_alive(pid: int) -> bool:
     """Return True when pid runs and is not a zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # A process that exits while its stat file is read raises ESRCH.
         return False
     state = stat.rsplit(")", 1)[1].split()[0]
     return state not in {"Z", "X"}
