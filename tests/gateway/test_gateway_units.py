@@ -1,4 +1,4 @@
-"""The gateway's pure parts: message preparation, acks, auth and settings."""
+"""The gateway's pure parts: message preparation, acks, packets, auth and settings."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import jwt
 import pytest
+from bellhop_gateway import sio_json
 from bellhop_gateway.auth import read_connect_request
 from bellhop_gateway.rpc import (
     IdRewriter,
@@ -16,8 +17,10 @@ from bellhop_gateway.rpc import (
     prepare,
 )
 from bellhop_gateway.settings import GatewaySettings
+from bellhop_gateway.sio_json import JsonPacket
 from bellhop_shared.jsonrpc import RpcError
 from pydantic import ValidationError
+from socketio import packet
 from socketio.exceptions import ConnectionRefusedError
 
 SECRET = "unit-test-secret-that-is-long-enough"
@@ -218,3 +221,40 @@ def test_settings_reject_heartbeat_not_below_ttl() -> None:
 )
 def test_settings_cors_origins(raw: str, parsed: Any) -> None:
     assert GatewaySettings(gateway_cors_origins=raw).cors_origins == parsed
+
+
+@pytest.mark.parametrize(
+    ("packet_type", "data", "namespace", "packet_id"),
+    [
+        (packet.ACK, [{"jsonrpc": "2.0", "id": 7, "result": {"count": 3}}], None, 12),
+        (packet.EVENT, ["session", {"state": "ready", "progress": 1.0}], "/", None),
+        (packet.EVENT, ["session", {"message": "é ✓"}], "/admin", 4),
+        (packet.ACK, [None], None, 1),
+        (packet.ACK, [{"big": 2**70}], None, 2),
+    ],
+)
+def test_json_packet_encodes_like_python_socketio(
+    packet_type: int, data: Any, namespace: str | None, packet_id: int | None
+) -> None:
+    fast = JsonPacket(packet_type, data=data, namespace=namespace, id=packet_id)
+    plain = packet.Packet(packet_type, data=data, namespace=namespace, id=packet_id)
+    plain.json = sio_json
+
+    encoded = fast.encode()
+
+    assert encoded == plain.encode()
+    decoded = packet.Packet(encoded_packet=encoded)
+    assert (decoded.packet_type, decoded.id, decoded.data) == (
+        packet_type,
+        packet_id,
+        data,
+    )
+
+
+def test_json_packet_sends_bytes_as_attachments() -> None:
+    fast = JsonPacket(packet.EVENT, data=["blob", {"raw": b"\x00\x01"}])
+
+    encoded = fast.encode()
+
+    assert fast.packet_type == packet.BINARY_EVENT
+    assert encoded == ['51-["blob",{"raw":{"_placeholder":true,"num":0}}]', b"\x00\x01"]

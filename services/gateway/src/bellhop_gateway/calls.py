@@ -110,7 +110,9 @@ async def _wait_for_answers(
         return build_ack(prepared, {})
     timeout_s = link.ctx.settings.gateway_rpc_timeout_s
     try:
-        await asyncio.wait_for(asyncio.shield(call.future), timeout_s)
+        # A cancelled future is harmless: the relay skips futures that are done.
+        async with asyncio.timeout(timeout_s):
+            await call.future
     except TimeoutError:
         link.relay.unregister(call)
         logger.warning("%s request timed out after %.1f s", link.label, timeout_s)

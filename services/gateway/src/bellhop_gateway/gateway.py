@@ -112,6 +112,7 @@ class Gateway:
             max_http_buffer_size=settings.engine_max_bytes,
             logger=False,
             engineio_logger=False,
+            serializer=sio_json.JsonPacket,
             json=sio_json,
         )
         redis = _command_client(settings)

@@ -10,7 +10,6 @@ waiting for it. The client's own id is restored in the acknowledgement.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,8 @@ from bellhop_shared.jsonrpc import (
     parse_envelope,
     parse_json,
 )
+
+from bellhop_gateway.sio_json import dumps
 
 
 @dataclass
@@ -62,7 +63,7 @@ class PreparedMessage:
     def item_text(self) -> str:
         """Return the JSON text to LPUSH: one request, or a batch array."""
         payload: Any = self.queued if self.is_batch else self.queued[0]
-        return json.dumps(payload, separators=(",", ":"))
+        return dumps(payload)
 
 
 class IdRewriter:
@@ -79,7 +80,7 @@ class IdRewriter:
 def message_size_bytes(payload: Any) -> int:
     if isinstance(payload, str):
         return len(payload.encode())
-    return len(json.dumps(payload, separators=(",", ":")).encode())
+    return len(dumps(payload).encode())
 
 
 def decode_payload(payload: Any, max_bytes: int) -> Any:

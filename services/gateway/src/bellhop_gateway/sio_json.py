@@ -1,19 +1,28 @@
-"""A `json` module for python-socketio that encodes and decodes with orjson.
+"""JSON for python-socketio, encoded and decoded with orjson.
 
-python-socketio and python-engineio call `dumps(data, separators=(",", ":"))`
-and expect a str back, and call `loads` with str or bytes. orjson writes
-compact JSON already and returns bytes, so `dumps` decodes its output. Values
-that orjson rejects (integers wider than 64 bits, NaN literals in input) fall
-back to the standard library. One difference remains: orjson writes NaN and
-infinities as null, where the standard library writes invalid JSON.
+`dumps` and `loads` form the `json` module python-socketio and
+python-engineio accept: they call `dumps(data, separators=(",", ":"))`, expect
+a str back, and call `loads` with str or bytes. orjson writes compact JSON
+already and returns bytes, so `dumps` decodes its output. Values that orjson
+rejects (integers wider than 64 bits, NaN literals in input) fall back to the
+standard library. One difference remains: orjson writes NaN and infinities as
+null, where the standard library writes invalid JSON.
+
+`JsonPacket` is the packet class the gateway's server uses. Before encoding
+an outgoing packet, python-socketio walks its whole payload in Python to look
+for bytes, which for a filter result with every facet counted cost more than
+the encoding itself. orjson refuses bytes, so a payload that encodes has none:
+the packet encodes once, up front, and keeps the text.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import orjson
+from socketio import packet
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
@@ -33,3 +42,42 @@ def loads(text: str | bytes | bytearray, **kwargs: Any) -> Any:
     except orjson.JSONDecodeError:
         # Raises the standard library's error when the text is invalid JSON.
         return json.loads(text, **kwargs)
+
+
+class JsonPacket(packet.Packet):
+    """A Socket.IO packet whose JSON payload is encoded once, when it is built.
+
+    A payload orjson cannot encode (bytes among them) takes python-socketio's
+    own path, binary attachments included.
+    """
+
+    json = sys.modules[__name__]
+
+    def __init__(
+        self,
+        packet_type: int = packet.EVENT,
+        data: Any = None,
+        namespace: str | None = None,
+        id: int | None = None,  # noqa: A002 - the base class's name
+        binary: bool | None = None,
+        encoded_packet: Any = None,
+    ) -> None:
+        self._text: str | None = None
+        if binary is None and data is not None and encoded_packet is None:
+            try:
+                self._text = orjson.dumps(data, option=_OPTIONS).decode()
+            except TypeError:
+                pass
+            else:
+                binary = False
+        super().__init__(packet_type, data, namespace, id, binary, encoded_packet)
+
+    def encode(self) -> Any:
+        if self._text is None or self.packet_type not in (packet.EVENT, packet.ACK):
+            return super().encode()
+        head = str(self.packet_type)
+        if self.namespace is not None and self.namespace != "/":
+            head += self.namespace + ","
+        if self.id is not None:
+            head += str(self.id)
+        return head + self._text
