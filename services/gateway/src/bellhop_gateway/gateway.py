@@ -48,17 +48,16 @@ from bellhop_gateway.subscriber import ResultSubscriber
 logger = logging.getLogger(__name__)
 
 CONNECT_WAIT_S = 5.0
-# Commands (queue pushes, heartbeats, records) share this many connections
-# and wait up to REDIS_POOL_WAIT_S for a free one, so the number of
-# connections stays fixed however many sessions the replica serves.
-REDIS_MAX_CONNECTIONS = 20
+# Commands (queue pushes, heartbeats, records) share GATEWAY_REDIS_CONNECTIONS
+# connections and wait up to REDIS_POOL_WAIT_S for a free one, so the number
+# of connections stays fixed however many sessions the replica serves.
 REDIS_POOL_WAIT_S = 10.0
 
 
 def _command_client(settings: GatewaySettings) -> aioredis.Redis:
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
-        max_connections=REDIS_MAX_CONNECTIONS,
+        max_connections=settings.gateway_redis_connections,
         timeout=REDIS_POOL_WAIT_S,
         decode_responses=True,
         client_name=f"bellhop-gateway:{settings.gateway_id}",

@@ -48,6 +48,11 @@ class GatewaySettings(BaseServiceSettings):
     gateway_max_queue: int = Field(
         default=1000, ge=0, description="Queued items per session; 0 = no cap."
     )
+    gateway_redis_connections: int = Field(
+        default=20,
+        gt=0,
+        description="Command connections per replica, shared by all its sessions.",
+    )
     gateway_client_ttl_s: float = Field(default=15.0, gt=0)
     gateway_client_heartbeat_s: float = Field(default=5.0, gt=0)
     gateway_state_poll_s: float = Field(
