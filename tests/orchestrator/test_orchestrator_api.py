@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 import httpx
+import pytest
 import redis
 from bellhop_shared.keys import new_session_id
 from orchestrator_support import (
@@ -367,3 +369,37 @@ def test_oversized_synthetic_dataset_states_the_limit(
     detail = response.json()["detail"]
     assert "synthetic-99m" in detail
     assert "20,000,000" in detail
+
+
+def process_nice(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return int(fields[16])  # field 19 of the line; fields[0] is field 3
+
+
+def autogroup_nice(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/autogroup") as autogroup:
+            return int(autogroup.read().split()[-1])
+    except FileNotFoundError:
+        return None
+
+
+def test_local_workers_run_at_lower_priority(
+    orchestrator_factory: OrchestratorFactory,
+) -> None:
+    orchestrator = orchestrator_factory("nice", LOCAL_WORKER_NICE="7")
+    response = orchestrator.create(dataset=DATASET)
+    assert response.status_code == 201, response.text
+    pid = ref_pid(response.json())
+
+    assert process_nice(pid) == 7
+    assert autogroup_nice(pid) in (None, 7)
+    assert process_nice(os.getpid()) < 7
+
+
+def test_worker_nice_out_of_range_is_refused(
+    orchestrator_factory: OrchestratorFactory,
+) -> None:
+    with pytest.raises(AssertionError, match="LOCAL_WORKER_NICE"):
+        orchestrator_factory("nice-bad", LOCAL_WORKER_NICE="25")

@@ -66,6 +66,14 @@ class OrchestratorSettings(BaseServiceSettings):
         default=10.0, gt=0, alias="LOCAL_STOP_TIMEOUT_S"
     )
     local_kill_timeout_s: float = Field(default=5.0, gt=0, alias="LOCAL_KILL_TIMEOUT_S")
+    local_worker_nice: int = Field(
+        default=5,
+        ge=0,
+        le=19,
+        alias="LOCAL_WORKER_NICE",
+        description="Scheduling niceness of local workers; 0 = the same as the "
+        "orchestrator.",
+    )
 
     # Limits.
     worker_time_to_live_s: int = Field(

@@ -63,6 +63,32 @@ def session_from_argv(argv: list[str]) -> str | None:
     return None
 
 
+def lower_priority(pid: int, nice: int) -> None:
+    """Make a worker yield the CPU to the gateway and orchestrator on this machine.
+
+    Each worker runs in its own session, and where the kernel groups
+    processes by session for scheduling (autogroup), every busy worker weighs
+    as much as the whole group holding the services. The group's niceness is
+    then what counts, so both it and the process's own are set.
+    """
+    if nice == 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+        with open(f"/proc/{pid}/autogroup", "w") as autogroup:
+            autogroup.write(str(nice))
+    except FileNotFoundError:
+        pass  # Exited already, or a kernel without autogroup.
+    except OSError as exc:
+        logger.warning(
+            "worker pid=%d keeps its scheduling priority "
+            "(LOCAL_WORKER_NICE=%d): %s",
+            pid,
+            nice,
+            exc.strerror or exc,
+        )
+
+
 class LocalProvider:
     """Runs workers as child processes, each in its own process group."""
 
@@ -76,6 +102,7 @@ class LocalProvider:
         self._worker_env = settings.worker_environment()
         self._stop_timeout_s = settings.local_stop_timeout_s
         self._kill_timeout_s = settings.local_kill_timeout_s
+        self._nice = settings.local_worker_nice
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._stopping: dict[int, asyncio.Task[None]] = {}
 
@@ -91,6 +118,7 @@ class LocalProvider:
                 "orchestrator's log."
             )
         self._children[proc.pid] = proc
+        lower_priority(proc.pid, self._nice)
         logger.info(
             "session %s started worker=%s provider=local pid=%d dataset=%s",
             spec.session_id,
