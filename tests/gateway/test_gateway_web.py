@@ -1,11 +1,14 @@
-"""HTTP routes: the page, its client library, the error page and /healthz."""
+"""HTTP routes (the page, its client library, the error page, /healthz) and the websocket."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 from support import REPO, skip_or_fail
 
 BUNDLE = REPO / "services/gateway/node_modules/socket.io-client/dist/socket.io.min.js"
@@ -45,3 +48,26 @@ def test_missing_bundle_gives_error_page(gateway_without_bundle: Any) -> None:
     assert (
         "The Socket.IO browser client is missing" in gateway_without_bundle.log_text()
     )
+
+
+async def offered_extensions(url: str) -> str:
+    """Open a raw engine.io websocket asking for compression; return the answer."""
+    ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    async with websockets.connect(ws_url, compression="deflate") as socket:
+        opening = await socket.recv()
+        assert str(opening).startswith("0{"), opening
+        return str(socket.response.headers.get("Sec-WebSocket-Extensions") or "")
+
+
+def test_websocket_compression_is_off_by_default(gateway: Any) -> None:
+    assert asyncio.run(offered_extensions(gateway.url)) == ""
+
+
+def test_websocket_compression_can_be_turned_on(
+    start_gateway: Callable[..., Any],
+) -> None:
+    compressed = start_gateway("g-deflate", GATEWAY_WS_COMPRESSION="true")
+
+    extensions = asyncio.run(offered_extensions(compressed.url))
+
+    assert "permessage-deflate" in extensions

@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
         log_config=None,
         access_log=False,
         ws_max_size=settings.engine_max_bytes,
+        # Compressing every frame costs the gateway more CPU than the filter
+        # costs the worker; Socket.IO's own server leaves it off too.
+        ws_per_message_deflate=settings.gateway_ws_compression,
     )
 
 

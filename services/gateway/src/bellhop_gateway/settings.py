@@ -48,6 +48,10 @@ class GatewaySettings(BaseServiceSettings):
     gateway_max_queue: int = Field(
         default=1000, ge=0, description="Queued items per session; 0 = no cap."
     )
+    gateway_ws_compression: bool = Field(
+        default=False,
+        description="Compress websocket messages (permessage-deflate).",
+    )
     gateway_redis_connections: int = Field(
         default=20,
         gt=0,
