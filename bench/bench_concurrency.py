@@ -1,39 +1,55 @@
 """Concurrent sessions: N clients, each sending a `filter` every 100 ms.
 
 Every client is its own Socket.IO connection to the gateway, so the system
-runs N worker processes. The schedule is open loop: each session sends on
-its own 100 ms grid (random phase) whether or not earlier responses came back,
-so a slow system is not hidden by a slower request rate. Latency runs from
-the moment a request is emitted to its acknowledgement; how late the client
-emitted against the grid is reported apart, since the load generator shares
-the machine with everything it measures.
+runs N worker processes. The connections live in one Node.js process
+(bench/load_generator.js), which costs less CPU per request than a Python
+client on the machine it shares with the system under test. The schedule is
+open loop: each session sends on its own 100 ms grid (random phase) whether
+or not earlier responses came back, so a slow system is not hidden by a
+slower request rate. A session with MAX_UNANSWERED requests in flight skips
+its next send and counts it as shed, so overload shows up as shed requests
+and latency instead of a backlog that grows until every connection drops.
+Latency runs from the moment a request is emitted to its acknowledgement;
+how late the client emitted against the grid is reported apart.
 
-After the load the clients stay connected, idle, and the Redis commands per
-second of the whole idle system (workers and gateway) are counted.
+The CPU time of every process is read from /proc when the schedule starts and
+when it ends, and sampled in between, so a worker that exits during the load
+keeps the CPU time of its last sample. After the load the clients stay
+connected, idle, and the Redis commands per second of the whole idle system
+(workers and gateway) are counted.
+
+    python bench/bench_concurrency.py --sessions 50 --duration 30
+
+runs this benchmark alone with other sizes and prints its section.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import os
 import random
 import statistics
-import time
-from dataclasses import dataclass, field
+import sys
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+from concurrency_report import build_section
+from cpu_meter import CpuMeter
 from harness import (
+    BenchError,
     Processes,
-    Stats,
     counter_deltas,
-    cpu_seconds,
+    dump_json,
     log,
     memory_rollup,
     redis_server,
-    summarize,
 )
-from report import Context, Section, Target, ms, stats_header, stats_row
-from sio_client import SessionClient, filter_request
+from load_generator import LoadGenerator
+from report import Context, Section
 from system import BellhopSystem, bellhop_system
 
 TITLE = "Concurrent sessions"
@@ -42,9 +58,19 @@ TITLE = "Concurrent sessions"
 # worker stays near its import footprint and still runs a real filter.
 DATASET = "synthetic-100k"
 INTERVAL_S = 0.1
-P99_TARGET_MS = 50.0
 READY_TIMEOUT_S = 900.0
+# A session that fails while its worker is provisioned (for example when a
+# Redis call of the orchestrator times out on a busy machine) is opened again,
+# as a browser would, up to READY_ATTEMPTS connections in all.
+READY_ATTEMPTS = 3
+READY_RETRY_DELAY_S = 5.0
 CONNECT_BATCH = 10
+# At 10 requests/s, 20 unanswered requests are 2 s of backlog per session.
+MAX_UNANSWERED = 20
+REQUEST_TIMEOUT_S = 10.0
+WARMUP_TIMEOUT_S = 60.0
+CPU_SAMPLE_INTERVAL_S = 0.5
+SCHEDULE_SEED = 20130101
 FILTERS: list[dict[str, Any]] = [
     {"where": {"region": ["north"], "weekday": [3]}, "limit": 50},
     {
@@ -62,123 +88,172 @@ class Plan:
     duration_s: float
     idle_s: float
     gateways: int
+    # Autogroup nice value given to each worker, or None to leave them at 0.
+    worker_nice: int | None = None
+    # Browsers offer permessage-deflate, so the clients do too by default.
+    compression: bool = True
 
 
-# NOTE: a gateway replica runs out of Redis connections well before 100
-# sessions: each session's results subscription keeps a connection of the
-# replica's pool, whose redis-py 8 default max_connections is 100, and every
-# queue push borrows another. Two replicas of 50 busy sessions each failed
-# with MaxConnectionsError on this machine, so the load is spread over four
-# until the gateway is fixed.
-FULL_PLAN = Plan(sessions=100, duration_s=60.0, idle_s=15.0, gateways=4)
+# Measured with this script and 100 sessions on a 2-core machine, all runs in
+# overload. Two gateway replicas gave p99 4.1, 4.4 and 5.0 s, and one replica
+# 4.8 and 5.2 s. A likely reason is that a replica is one Python process, so a
+# second one can run on the other core. Workers at autogroup nice 5 gave 5.5 s
+# with one replica, no better, so the full run leaves them at 0. Below
+# overload nice 5 did lower p99 (20 sessions: 32 against 37 ms; 50 sessions:
+# 146 against 173 ms and 232 against 935 ms), but other jobs on the machine
+# made these runs noisy.
+FULL_PLAN = Plan(sessions=100, duration_s=60.0, idle_s=15.0, gateways=2)
 QUICK_PLAN = Plan(sessions=5, duration_s=5.0, idle_s=3.0, gateways=2)
 
 
 @dataclass
 class Outcome:
-    latency_ms: float
+    """One scheduled send: ok, rpc_error, timeout, disconnected or shed."""
+
+    outcome: str
     lag_ms: float
-    error: str | None
+    latency_ms: float | None
+    done_ms: float | None
+    detail: str | None
+
+    @property
+    def error(self) -> str | None:
+        if self.outcome == "ok":
+            return None
+        return self.detail or self.outcome
 
 
 @dataclass
 class LoadResult:
     outcomes: list[Outcome] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)
+    # Busy, idle and steal CPU seconds of the whole machine, from /proc/stat.
+    machine_s: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
+    exited: list[str] = field(default_factory=list)
+    disconnected: int = 0
+    ready_s: float = 0.0
+    provision_failures: list[str] = field(default_factory=list)
+    niced_workers: int = 0
 
 
-async def _connect_all(system: BellhopSystem, sessions: int) -> list[SessionClient]:
-    """Connect in small batches (each connect provisions a worker), then wait."""
-    clients: list[SessionClient] = []
-    auth = {"dataset": DATASET}
-    urls = system.gateway_urls
-    for first in range(0, sessions, CONNECT_BATCH):
-        batch = [SessionClient() for _ in range(min(CONNECT_BATCH, sessions - first))]
-        await asyncio.gather(
-            *(
-                client.connect(urls[(first + offset) % len(urls)], auth)
-                for offset, client in enumerate(batch)
-            )
-        )
-        clients += batch
-    log(f"concurrency: {len(clients)} connected; waiting for their workers")
-    await asyncio.gather(*(c.wait_ready(READY_TIMEOUT_S) for c in clients))
-    await asyncio.gather(*(_warm_up(c) for c in clients))
-    return clients
+def _generator_config(system: BellhopSystem, plan: Plan) -> dict[str, Any]:
+    return {
+        "urls": system.gateway_urls,
+        "sessions": plan.sessions,
+        "dataset": DATASET,
+        "filters": FILTERS,
+        "interval_ms": INTERVAL_S * 1000,
+        "duration_s": plan.duration_s,
+        "max_unanswered": MAX_UNANSWERED,
+        "request_timeout_ms": REQUEST_TIMEOUT_S * 1000,
+        "warmup_timeout_ms": WARMUP_TIMEOUT_S * 1000,
+        "connect_batch": CONNECT_BATCH,
+        "ready_timeout_s": READY_TIMEOUT_S,
+        "ready_attempts": READY_ATTEMPTS,
+        "ready_retry_delay_ms": READY_RETRY_DELAY_S * 1000,
+        "phases_ms": _phases_ms(plan.sessions),
+        "per_message_deflate": plan.compression,
+    }
 
 
-async def _warm_up(client: SessionClient) -> None:
-    """Send each filter shape once, so first-call costs stay out of the load."""
-    for number, params in enumerate(FILTERS):
-        await client.call(filter_request(-1 - number, params), timeout_s=60.0)
+def _phases_ms(sessions: int) -> list[float]:
+    """Return each session's offset on its grid, the same in every run."""
+    rng = random.Random(SCHEDULE_SEED)
+    return [round(rng.uniform(0, INTERVAL_S * 1000), 3) for _ in range(sessions)]
 
 
-async def _one_request(
-    client: SessionClient, number: int, scheduled: float, outcomes: list[Outcome]
-) -> None:
-    sent = time.perf_counter()
-    request = filter_request(number, FILTERS[number % len(FILTERS)])
-    try:
-        response = await client.call(request, timeout_s=30.0)
-        error = None if "result" in response else str(response.get("error"))
-    except Exception as exc:  # a timeout or a dropped connection is an error too
-        error = f"{type(exc).__name__}: {exc}"
-    elapsed_ms = (time.perf_counter() - sent) * 1000
-    outcomes.append(Outcome(elapsed_ms, (sent - scheduled) * 1000, error))
-
-
-async def _drive_session(
-    client: SessionClient,
-    start: float,
-    end: float,
-    phase: float,
-    outcomes: list[Outcome],
-) -> None:
-    tasks = []
-    number = 0
-    while (scheduled := start + phase + number * INTERVAL_S) < end:
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(
-            asyncio.create_task(_one_request(client, number, scheduled, outcomes))
-        )
-        number += 1
-    await asyncio.gather(*tasks)
-
-
-def _pids(system: BellhopSystem) -> dict[str, int]:
+def _pids(system: BellhopSystem, generator: LoadGenerator) -> dict[str, int]:
     pids = {f"worker {sid[:6]}": pid for sid, pid in system.worker_pids().items()}
     for number, pid in enumerate(system.gateway_pids):
         pids[f"gateway {number}"] = pid
     pids["redis-server"] = system.redis.pid
-    pids["client (this process)"] = os.getpid()
+    pids["orchestrator"] = system.orchestrator_pid
+    pids["load generator"] = generator.pid
+    pids["benchmark process"] = os.getpid()
     return pids
 
 
+def _read_autogroup(pid: int) -> str:
+    """Return the autogroup name of pid, such as `/autogroup-12`."""
+    return Path(f"/proc/{pid}/autogroup").read_text().split()[0]
+
+
+def set_autogroup_nice(pids: list[int], nice: int) -> int:
+    """Write nice to the autogroup of each pid; return how many were set.
+
+    A pid in this process's own autogroup is skipped, so the benchmark never
+    lowers its own weight or that of the gateways it started. Raises
+    BenchError when the kernel has no /proc/<pid>/autogroup (sched(7)).
+    """
+    own = _read_autogroup(os.getpid())
+    changed = 0
+    for pid in pids:
+        try:
+            if _read_autogroup(pid) == own:
+                continue
+            Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
+        except FileNotFoundError as exc:
+            raise BenchError(
+                f"failed to set the autogroup nice of pid {pid}: {exc}; the kernel "
+                "needs CONFIG_SCHED_AUTOGROUP, or run without --worker-nice"
+            ) from exc
+        changed += 1
+    return changed
+
+
+async def _sample_cpu(meter: CpuMeter) -> None:
+    while True:
+        await asyncio.sleep(CPU_SAMPLE_INTERVAL_S)
+        meter.sample()
+
+
 async def _run_load(
-    system: BellhopSystem, clients: list[SessionClient], duration_s: float
+    system: BellhopSystem, generator: LoadGenerator, plan: Plan
 ) -> LoadResult:
+    """Follow the generator through its schedule, reading CPU at its edges."""
     result = LoadResult()
-    pids = _pids(system)
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    rng = random.Random(20130101)
-    start = time.perf_counter() + 0.5
-    end = start + duration_s
-    await asyncio.gather(
-        *(
-            _drive_session(c, start, end, rng.uniform(0, INTERVAL_S), result.outcomes)
-            for c in clients
-        )
-    )
-    result.wall_s = time.perf_counter() - start
-    # A process that exited during the load has no CPU time left to read.
-    after = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    result.cpu_s = {
-        name: after[name] - before[name] for name in pids if after[name] > 0
-    }
+    await generator.wait_for("connected")
+    log(f"concurrency: {plan.sessions} connected; waiting for their workers")
+    ready = await generator.wait_for("ready")
+    result.ready_s = float(ready["ready_s"])
+    result.provision_failures = list(ready["provision_failures"])
+    if plan.worker_nice is not None:
+        workers = list(system.worker_pids().values())
+        result.niced_workers = set_autogroup_nice(workers, plan.worker_nice)
+        log(f"concurrency: {result.niced_workers} workers at nice {plan.worker_nice}")
+
+    meter = CpuMeter(_pids(system, generator))
+    await generator.wait_for("load_start")
+    meter.start()
+    sampler = asyncio.create_task(_sample_cpu(meter))
+    log(f"concurrency: load for {plan.duration_s:g} s")
+    try:
+        await generator.wait_for("load_end")
+        meter.stop()
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+
+    results = await generator.wait_for("results")
+    result.outcomes = [_outcome(record) for record in results["records"]]
+    result.disconnected = int(results["disconnected"])
+    result.cpu_s = meter.used_s()
+    result.machine_s = meter.machine_used_s()
+    result.wall_s = meter.wall_s
+    result.exited = sorted(meter.exited)
     return result
+
+
+def _outcome(record: dict[str, Any]) -> Outcome:
+    return Outcome(
+        outcome=record["outcome"],
+        lag_ms=record["lag_ms"],
+        latency_ms=record["latency_ms"],
+        done_ms=record["done_ms"],
+        detail=record["detail"],
+    )
 
 
 async def _idle_commands(system: BellhopSystem, idle_s: float) -> dict[str, int]:
@@ -207,171 +282,109 @@ def _memory(system: BellhopSystem) -> dict[str, Any]:
     }
 
 
-async def _run_async(ctx: Context) -> Section:
-    plan = QUICK_PLAN if ctx.quick else FULL_PLAN
-    processes = Processes(ctx.log_dir("concurrency"))
+async def run_plan(plan: Plan, log_dir: Path) -> Section:
+    """Start a system for plan, drive its load and return the section."""
+    processes = Processes(log_dir)
     try:
         with redis_server(processes) as redis:
             settings = {"MAX_WORKERS": str(plan.sessions + 10)}
             with bellhop_system(
                 processes, redis, gateways=plan.gateways, **settings
             ) as system:
-                started = time.perf_counter()
-                clients = await _connect_all(system, plan.sessions)
-                ready_s = time.perf_counter() - started
+                config = _generator_config(system, plan)
+                generator = await LoadGenerator.start(
+                    config, log_dir / "load-generator.log"
+                )
                 try:
-                    log(f"concurrency: load for {plan.duration_s:g} s")
-                    load = await _run_load(system, clients, plan.duration_s)
+                    load = await _run_load(system, generator, plan)
                     memory = _memory(system)
                     idle = await _idle_commands(system, plan.idle_s)
                 finally:
-                    await asyncio.gather(
-                        *(c.close() for c in clients), return_exceptions=True
-                    )
+                    await generator.close()
     finally:
         processes.stop_all()
-    return _section(plan, load, memory, idle, ready_s)
-
-
-def _cores(load: LoadResult) -> dict[str, float]:
-    """Return the CPU cores each group of processes used during the load."""
-    groups: dict[str, float] = {}
-    for name, seconds in load.cpu_s.items():
-        group = name
-        if name.startswith("worker "):
-            group = "workers (sum)"
-        elif name.startswith("gateway "):
-            group = "gateways (sum)"
-        groups[group] = groups.get(group, 0.0) + seconds / load.wall_s
-    return groups
-
-
-def _section(
-    plan: Plan,
-    load: LoadResult,
-    memory: dict[str, Any],
-    idle: dict[str, int],
-    ready_s: float,
-) -> Section:
-    ok = [o for o in load.outcomes if o.error is None]
-    errors = [o for o in load.outcomes if o.error is not None]
-    latency = summarize([o.latency_ms for o in ok])
-    lag = summarize([o.lag_ms for o in load.outcomes])
-    throughput = len(ok) / load.wall_s
-    offered = plan.sessions / INTERVAL_S
-    cores = _cores(load)
-    idle_per_s = idle.get("total", 0) / plan.idle_s
-
-    section = Section(TITLE)
-    section.targets = [
-        Target(
-            f"{plan.sessions} sessions x 10 filters/s: errors",
-            "0",
-            str(len(errors)),
-            not errors,
-        ),
-        Target(
-            f"{plan.sessions} sessions x 10 filters/s: p99",
-            f"< {P99_TARGET_MS:g} ms",
-            f"{ms(latency.p99)} ms",
-            latency.p99 < P99_TARGET_MS,
-        ),
-    ]
-
-    section.data = {
-        "dataset": DATASET,
-        "sessions": plan.sessions,
-        "duration_s": plan.duration_s,
-        "requests": len(load.outcomes),
-        "ok": len(ok),
-        "errors": len(errors),
-        "error_samples": sorted({o.error for o in errors if o.error})[:5],
-        "throughput_per_s": throughput,
-        "latency": latency.as_dict(),
-        "send_lag": lag.as_dict(),
-        "cores": cores,
-        "memory": memory,
-        "idle_commands": idle,
-        "idle_commands_per_s": idle_per_s,
-        "all_ready_s": ready_s,
-    }
-
-    section.lines = _lines(
-        plan,
-        latency,
-        lag,
-        throughput,
-        offered,
-        errors,
-        cores,
-        memory,
-        idle_per_s,
-        ready_s,
-    )
-    return section
-
-
-def _lines(
-    plan: Plan,
-    latency: Stats,
-    lag: Stats,
-    throughput: float,
-    offered: float,
-    errors: list[Outcome],
-    cores: dict[str, float],
-    memory: dict[str, Any],
-    idle_per_s: float,
-    ready_s: float,
-) -> list[str]:
-    error_kinds = sorted({o.error for o in errors if o.error})
-    lines = [
-        f"{plan.sessions} sessions on `{DATASET}` (one worker process each), each "
-        f"sending a `filter` every {INTERVAL_S * 1000:g} ms for {plan.duration_s:g} s "
-        f"through {plan.gateways} gateway replicas (sessions alternate between "
-        "them); the load generator is one asyncio process with one "
-        f"Socket.IO connection per session. The filters rotate over {len(FILTERS)} "
-        "shapes (facet values, a range, an exclusion, no condition), all with every "
-        f"facet counted. All {plan.sessions} workers were ready {ready_s:.0f} s after "
-        "the first connect.",
-        "",
-        f"Throughput: {throughput:.0f} answered requests/s (offered {offered:.0f}/s). "
-        f"Errors: {len(errors)}"
-        + (f" ({'; '.join(error_kinds[:3])})" if errors else "")
-        + ".",
-        "",
-        *stats_header(),
-        stats_row("request latency (emit to acknowledgement)", latency),
-        stats_row("client emit lag behind its 100 ms grid", lag),
-        "",
-        "CPU cores used during the load (CPU seconds / wall seconds, from /proc):",
-        "",
-        "| process | cores |",
-        "|---|---:|",
-        *(f"| {name} | {value:.2f} |" for name, value in cores.items()),
-        f"| all | {sum(cores.values()):.2f} |",
-        "",
-    ]
-    if memory.get("workers"):
-        mib = 2**20
-        lines += [
-            f"Memory per worker ({memory['workers']} workers, from "
-            f"/proc/<pid>/smaps_rollup): RSS median "
-            f"{memory['rss_median'] / mib:.0f} MiB "
-            f"(max {memory['rss_max'] / mib:.0f}), PSS median "
-            f"{memory['pss_median'] / mib:.0f} MiB, private (USS) median "
-            f"{memory['uss_median'] / mib:.0f} MiB; PSS of all workers together "
-            f"{memory['pss_total'] / 2**30:.1f} GiB. RSS counts the shared pages of "
-            "numpy and pyarrow in every worker; PSS shares them out. RSS of one "
-            f"gateway {(memory['gateway_rss'] or 0) / mib:.0f} MiB.",
-            "",
-        ]
-    lines.append(
-        f"Idle afterwards, all {plan.sessions} clients still connected: "
-        f"{idle_per_s:.0f} Redis commands/s for the whole system "
-        f"({idle_per_s / plan.sessions:.2f} per session) over {plan.idle_s:g} s."
-    )
-    return lines
+    return build_section(TITLE, plan, config, load, memory, idle)
 
 
 def run(ctx: Context) -> Section:
-    return asyncio.run(_run_async(ctx))
+    plan = QUICK_PLAN if ctx.quick else FULL_PLAN
+    return asyncio.run(run_plan(plan, ctx.log_dir("concurrency")))
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=FULL_PLAN.sessions,
+        help="concurrent sessions, one worker each (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=FULL_PLAN.duration_s,
+        help="seconds of load (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=FULL_PLAN.idle_s,
+        help="seconds the clients stay connected and idle after the load, "
+        "while Redis commands are counted (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--gateways",
+        type=int,
+        default=FULL_PLAN.gateways,
+        help="gateway replicas (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=FULL_PLAN.worker_nice,
+        help="autogroup nice value for every worker, -20 to 19 (default: unchanged)",
+    )
+    parser.add_argument(
+        "--no-compression",
+        action="store_true",
+        help="connect without offering websocket permessage-deflate",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="directory for service logs (default: a new temp dir)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="write the section's numbers here"
+    )
+
+    args = parser.parse_args(argv)
+    if args.sessions < 1 or args.gateways < 1:
+        parser.error("--sessions and --gateways must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    plan = replace(
+        FULL_PLAN,
+        sessions=args.sessions,
+        duration_s=args.duration,
+        idle_s=args.idle,
+        gateways=args.gateways,
+        worker_nice=args.worker_nice,
+        compression=not args.no_compression,
+    )
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="bellhop-concurrency-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log(f"logs go to {work_dir}")
+    section = asyncio.run(run_plan(plan, work_dir))
+    print(section.markdown())
+    if args.json is not None:
+        dump_json(args.json, section.data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

