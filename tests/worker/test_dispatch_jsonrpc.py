@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from bellhop_shared.jsonrpc import InvalidParams
-from bellhop_worker.dispatch import Dispatcher
+from bellhop_worker.dispatch import Dispatcher, encode
 from bellhop_worker.methods import build_methods
 from bellhop_worker.status import WorkerStatus
 from hypothesis import HealthCheck, given, settings
@@ -268,6 +268,36 @@ def test_dispatch_numpy_values_encoded(dispatcher: Dispatcher) -> None:
     response = answer(dispatcher, request("compute", 17, params={"op": "numpy"}))
 
     assert response["result"] == {"sum": 45, "values": [0, 1, 2]}
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"strided": np.arange(6)[::2], "flag": np.bool_(True)},
+        {"big": 2**70, "keys": {1: "one", None: "none"}},
+        {"text": "lone \ud800 surrogate", "missing": None},
+        {"nested": [[1.5, None], {"null": "null"}]},
+    ],
+)
+def test_encode_matches_json(result: dict[str, Any]) -> None:
+    response = {"jsonrpc": "2.0", "id": 7, "result": result}
+
+    encoded = encode(response)
+
+    expected = json.dumps(response, default=lambda value: value.tolist())
+    assert json.loads(encoded) == json.loads(expected)
+
+
+@pytest.mark.parametrize(
+    "result",
+    [{"mean": float("inf")}, {"values": np.array([1.0, np.nan])}],
+)
+def test_encode_non_finite_is_internal_error(result: dict[str, Any]) -> None:
+    encoded = encode({"jsonrpc": "2.0", "id": 8, "result": result})
+
+    decoded = json.loads(encoded)
+    assert decoded["id"] == 8
+    assert decoded["error"]["code"] == -32603
 
 
 def test_dispatch_empty_batch_is_one_error(dispatcher: Dispatcher) -> None:

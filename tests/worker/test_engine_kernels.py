@@ -19,6 +19,26 @@ def test_bool_round_trip(n_rows: int) -> None:
     assert np.array_equal(bitset.rows(bits), np.flatnonzero(mask))
 
 
+@pytest.mark.parametrize(
+    ("n_rows", "start", "stop"),
+    [(1000, 0, 10), (1000, 990, 1000), (10_000, 4000, 4700), (10_000, 64, 9000)],
+)
+def test_rows_of_clustered_selection(n_rows: int, start: int, stop: int) -> None:
+    # Rows inside one block plus a few far away exercise both the unpacking
+    # of the whole span and the gathering of nonzero words only.
+    rng = np.random.default_rng(start)
+    mask = np.zeros(n_rows, dtype=np.bool_)
+    mask[start:stop] = rng.random(stop - start) < 0.4
+    for far in (0, n_rows - 1):
+        clustered = mask.copy()
+        clustered[far] = True
+        bits = bitset.from_bool(clustered)
+        found = bitset.rows(bits)
+        assert found.dtype == np.int64
+        assert np.array_equal(found, np.flatnonzero(clustered))
+        assert np.array_equal(bitset.rows(bitset.from_bool(mask)), np.flatnonzero(mask))
+
+
 @pytest.mark.parametrize("n_rows", [1, 64, 130, 5000])
 def test_full_sets_only_real_rows(n_rows: int) -> None:
     bits = bitset.full(n_rows)
@@ -54,6 +74,23 @@ def test_from_codes_matches_compare() -> None:
     )
 
 
+def test_facet_groups_hold_every_facet_once() -> None:
+    engine = Engine.from_table(
+        synthetic_table(5000), DatasetSpec(name="s", kind="synthetic")
+    )
+    index = engine.index
+    groups = index.facet_groups
+
+    names = [column.name for group in groups for column in group.columns]
+    assert sorted(names) == sorted(index.facet_names)
+    for group in groups:
+        assert group.n_cells <= facets.MAX_GROUP_CELLS or len(group.columns) == 1
+        # Each joint code is the C-order index of the fields' own codes.
+        decoded = np.unravel_index(group.codes, group.shape)
+        for column, codes in zip(group.columns, decoded, strict=True):
+            assert np.array_equal(codes, column.codes)
+
+
 @pytest.mark.parametrize("row_cost", [0.0, float("inf")])
 def test_facet_kernels_agree(monkeypatch: pytest.MonkeyPatch, row_cost: float) -> None:
     table = synthetic_table(20_000)
@@ -71,6 +108,27 @@ def test_facet_kernels_agree(monkeypatch: pytest.MonkeyPatch, row_cost: float) -
         for r, a in zip(region, amount, strict=True)
     )
     assert sum(baseline["segment"].values()) == expected
+    # A field requested without the rest of its group is counted alone.
+    for names in (["store"], ["weekday", "store"], ["quantity", "segment", "region"]):
+        subset = engine.filter({**params, "facets": names})["facets"]
+        assert subset == {name: baseline[name] for name in names}
+
+
+@pytest.mark.parametrize("cells", [1, 64, 100_000])
+def test_facet_group_limit_keeps_counts(
+    monkeypatch: pytest.MonkeyPatch, cells: int
+) -> None:
+    table = synthetic_table(3000)
+    spec = DatasetSpec(name="s", kind="synthetic")
+    params = {"where": {"channel": ["channel-01", "channel-04"]}}
+    expected = Engine.from_table(table, spec).filter(params)["facets"]
+    monkeypatch.setattr(facets, "MAX_GROUP_CELLS", cells)
+
+    engine = Engine.from_table(table, spec)
+
+    assert engine.filter(params)["facets"] == expected
+    for group in engine.index.facet_groups:
+        assert group.n_cells <= cells or len(group.columns) == 1
 
 
 def test_synthetic_is_deterministic() -> None:

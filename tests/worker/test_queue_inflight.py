@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -163,38 +164,148 @@ def test_queue_keeps_non_utf8_bytes(raw_client: redis.Redis, session_id: str) ->
     assert queue.inflight_length() == 0
 
 
-def test_queue_acknowledge_fetches_next_batch(
-    raw_client: redis.Redis, session_id: str
+def test_queue_acknowledge_and_claim_takes_pushed_items(
+    raw_client: redis.Redis, redis_client: redis.Redis, session_id: str
 ) -> None:
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(KEYS.results(session_id))
+    wait_until(lambda: pubsub.get_message(timeout=0.1), 5)
     raw_client.lpush(KEYS.queue(session_id), b"first")
     queue = make_queue(raw_client, session_id, max_batch=2)
     batch = queue.claim(0.2)
     raw_client.lpush(KEYS.queue(session_id), b"second", b"third", b"fourth")
 
-    queue.acknowledge(batch[0], None, fetch_next=True)
+    second = queue.acknowledge_and_claim(batch[0], b'{"answer": 1}', 10.0)
+    message: Any = wait_until(lambda: pubsub.get_message(timeout=0.1), 5)
+    pubsub.close()
 
+    assert message["data"] == '{"answer": 1}'
+    assert second == [b"second", b"third"]
     inflight = raw_client.lrange(KEYS.inflight(session_id), 0, -1)
     assert inflight == [b"third", b"second"]
     assert raw_client.llen(KEYS.queue(session_id)) == 1
-    assert queue.claim(0.2) == [b"second", b"third"]
 
 
-def test_queue_acknowledge_fetch_on_empty_queue(
+def test_queue_acknowledge_and_claim_waits_for_push(
+    raw_client: redis.Redis, redis_url: str, session_id: str
+) -> None:
+    raw_client.lpush(KEYS.queue(session_id), b"only")
+    queue = make_queue(raw_client, session_id)
+    only = queue.claim(0.2)
+    pusher = redis.Redis.from_url(redis_url)
+    timer = threading.Timer(0.2, pusher.lpush, (KEYS.queue(session_id), b"later"))
+
+    started = time.monotonic()
+    timer.start()
+    later = queue.acknowledge_and_claim(only[0], None, 10.0)
+    timer.join()
+    pusher.close()
+
+    assert later == [b"later"]
+    assert time.monotonic() - started < 9.0
+    assert raw_client.lrange(KEYS.inflight(session_id), 0, -1) == [b"later"]
+
+
+def test_queue_acknowledge_and_claim_empty_queue(
     raw_client: redis.Redis, session_id: str
 ) -> None:
     raw_client.lpush(KEYS.queue(session_id), b"only")
     queue = make_queue(raw_client, session_id)
-    queue.acknowledge(queue.claim(0.2)[0], None, fetch_next=True)
-    raw_client.lpush(KEYS.queue(session_id), b"later")
 
-    # The fetch found nothing, so the claim goes straight to BLMOVE, which
-    # returns the item pushed after the acknowledgement.
-    later = queue.claim(0.5)
-    queue.acknowledge(later[0], None, fetch_next=True)
+    nothing = queue.acknowledge_and_claim(queue.claim(0.2)[0], None, 0.2)
 
-    assert later == [b"later"]
-    assert queue.claim(0.2) == []
+    assert nothing == []
     assert queue.inflight_length() == 0
+    # The wait found the queue empty, so this claim waits without draining.
+    assert queue.claim(0.2) == []
+
+
+def test_queue_acknowledge_and_claim_after_full_batch(
+    raw_client: redis.Redis, session_id: str
+) -> None:
+    # Parked items beyond max_batch stay in inflight after the first batch.
+    raw_client.lpush(KEYS.inflight(session_id), b"p0", b"p1", b"p2")
+    queue = make_queue(raw_client, session_id, max_batch=2)
+    first = queue.claim(0.2)
+    queue.acknowledge(first[0], None)
+
+    started = time.monotonic()
+    rest = queue.acknowledge_and_claim(first[1], None, 10.0)
+
+    assert first == [b"p0", b"p1"]
+    assert rest == [b"p2"]
+    # The parked item came back at once, not after the 10 s block.
+    assert time.monotonic() - started < 9.0
+
+
+def test_queue_acknowledge_and_claim_after_interrupt(
+    raw_client: redis.Redis, redis_client: redis.Redis, session_id: str
+) -> None:
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(KEYS.results(session_id))
+    wait_until(lambda: pubsub.get_message(timeout=0.1), 5)
+    raw_client.lpush(KEYS.queue(session_id), b"last")
+    queue = make_queue(raw_client, session_id)
+    batch = queue.claim(0.2)
+    queue.interrupt_wait()
+
+    started = time.monotonic()
+    nothing = queue.acknowledge_and_claim(batch[0], b"done", 10.0)
+    message: Any = wait_until(lambda: pubsub.get_message(timeout=0.1), 5)
+    pubsub.close()
+
+    assert nothing == []
+    assert time.monotonic() - started < 9.0
+    assert message["data"] == "done"
+    assert queue.inflight_length() == 0
+
+
+def test_queue_interrupt_during_wait_keeps_acknowledgement(
+    raw_client: redis.Redis, redis_client: redis.Redis, session_id: str
+) -> None:
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(KEYS.results(session_id))
+    wait_until(lambda: pubsub.get_message(timeout=0.1), 5)
+    raw_client.lpush(KEYS.queue(session_id), b"last")
+    queue = make_queue(raw_client, session_id)
+    batch = queue.claim(0.2)
+    previous = signal.signal(signal.SIGALRM, lambda *_: queue.interrupt_wait())
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+
+    try:
+        started = time.monotonic()
+        nothing = queue.acknowledge_and_claim(batch[0], b"done", 10.0)
+        elapsed_s = time.monotonic() - started
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    message: Any = wait_until(lambda: pubsub.get_message(timeout=0.1), 5)
+    pubsub.close()
+
+    assert nothing == []
+    assert elapsed_s < 9.0
+    assert message["data"] == "done"
+    assert redis_client.llen(KEYS.inflight(session_id)) == 0
+
+
+def test_queue_error_reply_keeps_connection_usable(
+    raw_client: redis.Redis, session_id: str
+) -> None:
+    raw_client.lpush(KEYS.queue(session_id), b"first")
+    queue = make_queue(raw_client, session_id)
+    batch = queue.claim(0.2)
+    # A string where inflight should be makes the acknowledgement's LREM fail
+    # while the BLMOVE and the drain behind it are still unanswered.
+    raw_client.delete(KEYS.inflight(session_id))
+    raw_client.set(KEYS.inflight(session_id), b"not a list")
+
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        queue.acknowledge_and_claim(batch[0], None, 0.2)
+    raw_client.delete(KEYS.inflight(session_id))
+    raw_client.lpush(KEYS.queue(session_id), b"second")
+
+    assert queue.claim(0.2) == [b"second"]
+    assert queue.inflight_length() == 1
 
 
 def test_queue_claim_wakes_with_whole_push(

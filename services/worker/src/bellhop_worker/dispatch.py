@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from bellhop_shared.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -35,6 +36,14 @@ Params = dict[str, Any]
 
 # Maximum length of a method name echoed back in an error message.
 _MAX_ECHOED_NAME = 64
+
+# Numpy scalars and C-contiguous arrays go straight to orjson. Datetimes and
+# dataclasses go to _to_builtin, which rejects them as json does.
+_ORJSON_OPTIONS = (
+    orjson.OPT_SERIALIZE_NUMPY
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ class Dispatcher:
     def method_names(self) -> list[str]:
         return sorted(self._methods)
 
-    def handle(self, raw: bytes | str) -> str | None:
+    def handle(self, raw: bytes | str) -> bytes | None:
         """Handle one queue item; return the encoded response, or None for none."""
         try:
             message = parse_json(raw)
@@ -152,8 +161,8 @@ def _describe(params: Params | list[Any]) -> str:
     return f"the keys {sorted(params)[:10]}"
 
 
-def encode(response: Response | list[Response]) -> str:
-    """Encode a response or a batch of them as JSON text.
+def encode(response: Response | list[Response]) -> bytes:
+    """Encode a response or a batch of them as UTF-8 JSON text.
 
     A result that JSON cannot carry (NaN, infinity, an unknown type) turns that
     one response into an internal error instead of losing the whole batch.
@@ -162,11 +171,11 @@ def encode(response: Response | list[Response]) -> str:
         return _dumps(response)
     except (TypeError, ValueError, RecursionError):
         if isinstance(response, list):
-            return "[" + ",".join(_encode_one(item) for item in response) + "]"
+            return b"[" + b",".join(_encode_one(item) for item in response) + b"]"
         return _encode_one(response)
 
 
-def _encode_one(response: Response) -> str:
+def _encode_one(response: Response) -> bytes:
     try:
         return _dumps(response)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -183,15 +192,33 @@ def _encode_one(response: Response) -> str:
         )
 
 
-def _dumps(value: Any) -> str:
+def _dumps(value: Any) -> bytes:
+    """Encode value with orjson, or with json where orjson differs from it.
+
+    orjson writes NaN and infinity as null where json raises, so a text with
+    null in it is encoded again by json, which decides. orjson also raises
+    on lone surrogates, integers over 64 bits and non-string keys, which
+    json encodes.
+    """
+    try:
+        encoded = orjson.dumps(value, default=_to_builtin, option=_ORJSON_OPTIONS)
+    except TypeError:
+        return _dumps_stdlib(value)
+    if b"null" in encoded:
+        return _dumps_stdlib(value)
+    return encoded
+
+
+def _dumps_stdlib(value: Any) -> bytes:
     # ensure_ascii keeps lone surrogates from client strings encodable as UTF-8.
-    return json.dumps(
+    text = json.dumps(
         value, allow_nan=False, default=_to_builtin, separators=(",", ":")
     )
+    return text.encode()
 
 
 def _to_builtin(value: Any) -> Any:
-    """Convert numpy scalars and arrays, which json cannot encode, to Python values."""
+    """Convert numpy values that the encoders do not take to Python values."""
     to_list = getattr(value, "tolist", None)
     if callable(to_list):
         return to_list()

@@ -9,17 +9,22 @@ the next worker for the session claims it first. Delivery is therefore at
 least once: an item whose response went out just before a crash is never
 answered twice, but one that was being computed is.
 
-Round trips: a waiting worker sends BLMOVE and a drain script in one pipeline,
-so Redis drains the rest of the queue as soon as the BLMOVE returns. The
-acknowledgement of a batch's last item also moves the next batch into
-inflight and returns it, so back-to-back requests cost one round trip each.
+Round trips: a wait is a BLMOVE followed by a drain script in the same
+write, so Redis drains the rest of the queue as soon as the BLMOVE returns.
+The acknowledgement of a batch's last item goes in front of them in that
+write, so a worker that serves one request at a time costs Redis one round
+trip per request.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import hiredis
 import redis
 from bellhop_shared.keys import Keys
 from bellhop_shared.redis_client import connection_options
+from redis.connection import AbstractConnection
 
 # Fill inflight, which already contains `inflight_count` items, up to `limit`
 # items from the queue, then return the oldest `limit` items of inflight,
@@ -42,7 +47,7 @@ local inflight_count = redis.call('LLEN', KEYS[2])
     + _FILL_INFLIGHT
 )
 
-# ARGV: limit. Runs right after a BLMOVE in the same pipeline. An empty
+# ARGV: limit. Runs right after a BLMOVE in the same write. An empty
 # inflight means the BLMOVE timed out, and the script returns at once, so an
 # idle wait costs Redis one LLEN besides the BLMOVE.
 _DRAIN_AFTER_WAIT_SCRIPT = (
@@ -56,23 +61,15 @@ end
     + _FILL_INFLIGHT
 )
 
-# ARGV: item, "1" to publish, response, channel, limit. Publish the response,
-# remove the item's oldest copy from inflight, then, when limit > 0, fill
-# inflight as the drain script does and return the next batch newest first.
-_ACKNOWLEDGE_SCRIPT = (
-    """
+# ARGV: item, "1" to publish, response, channel. Publish the response, then
+# remove the item's oldest copy from inflight.
+_ACKNOWLEDGE_SCRIPT = """
 if ARGV[2] == '1' then
     redis.call('PUBLISH', ARGV[4], ARGV[3])
 end
 redis.call('LREM', KEYS[2], -1, ARGV[1])
-local limit = tonumber(ARGV[5])
-if limit == 0 then
-    return {}
-end
-local inflight_count = redis.call('LLEN', KEYS[2])
+return 1
 """
-    + _FILL_INFLIGHT
-)
 
 
 class WaitInterrupted(BaseException):
@@ -97,20 +94,32 @@ class RequestQueue:
     Only one thread may use a queue. Give it a client of its own when a signal
     handler may interrupt its wait (see interrupt_wait), because the
     interrupted connection is closed with the client.
+
+    The queue keeps one connection of the client for itself and writes each
+    round trip's commands to it at once. Writing and reading separately lets
+    it read an acknowledgement's reply before a signal may cut the wait
+    short. It is also cheaper: with redis-py 8.2 and hiredis 3.5 on a busy
+    2-core machine, sending the same commands as a client pipeline measured
+    about 30 us more CPU per request, and a round trip of its own for the
+    acknowledgement about 100 us more. Scripts go as EVAL with their text,
+    which Redis caches compiled by its SHA1, so a restarted Redis never
+    replies NOSCRIPT in the middle of a write.
     """
 
     def __init__(
         self, client: redis.Redis, keys: Keys, session_id: str, max_batch: int
     ) -> None:
         self._client = client
-        self._keys = [keys.queue(session_id), keys.inflight(session_id)]
+        self._connection: AbstractConnection | None = None
+        self._keys = (keys.queue(session_id), keys.inflight(session_id))
         self._results = keys.results(session_id)
         self._max_batch = max_batch
-        self._drain = client.register_script(_DRAIN_SCRIPT)
-        self._acknowledge = client.register_script(_ACKNOWLEDGE_SCRIPT)
-        # The batch that the last acknowledgement fetched, [] when the queue
-        # was seen empty, None when unknown and the next claim must drain.
-        self._next_batch: list[bytes] | None = None
+        # True after a drain found the queue empty, so the next claim waits
+        # at once instead of draining first.
+        self._seen_empty = False
+        # False when the last drain returned all of inflight, which is then
+        # empty once that batch is acknowledged.
+        self._inflight_may_hold_more = True
         self._waiting = False
         self._stop_waiting = False
 
@@ -120,16 +129,36 @@ class RequestQueue:
         A batch parked in inflight is returned before anything new. After
         interrupt_wait, return [] instead of waiting.
         """
-        batch = self._next_batch
-        self._next_batch = None
-        if batch is None:
+        if not self._seen_empty:
             batch = self._drain_into_inflight()
-        if batch or self._stop_waiting:
-            return batch
-        batch = self._wait_and_drain(block_timeout_s)
-        if not batch:
-            self._next_batch = []
-        return batch
+            if batch or self._stop_waiting:
+                return batch
+        return self._wait_and_drain(block_timeout_s, [])
+
+    def acknowledge(self, item: bytes, response: bytes | str | None) -> None:
+        """Publish the item's response, if any, and drop the item from inflight.
+
+        Both happen in one script. LREM with count -1 removes the copy nearest
+        the right end, which is the oldest and so the one processed.
+        """
+        self._round_trip([self._acknowledge_command(item, response)])
+
+    def acknowledge_and_claim(
+        self, item: bytes, response: bytes | str | None, block_timeout_s: float
+    ) -> list[bytes]:
+        """Acknowledge the last item of a batch, then claim the next batch.
+
+        Usually one write carries the acknowledgement, the BLMOVE and the
+        drain. The acknowledgement's reply is read before a signal may
+        interrupt the wait, so its response is published in any case.
+        """
+        acknowledgement = self._acknowledge_command(item, response)
+        if self._inflight_may_hold_more:
+            # A full batch may have left parked items in inflight, which a
+            # BLMOVE on an empty queue would keep waiting until its timeout.
+            self._round_trip([acknowledgement])
+            return self.claim(block_timeout_s)
+        return self._wait_and_drain(block_timeout_s, [acknowledgement])
 
     def interrupt_wait(self) -> None:
         """End a BLMOVE in progress and skip later ones; call from a signal handler.
@@ -143,60 +172,101 @@ class RequestQueue:
             self._waiting = False
             raise WaitInterrupted
 
-    def acknowledge(
-        self, item: bytes, response: str | None, fetch_next: bool = False
-    ) -> None:
-        """Publish the item's response, if any, and drop the item from inflight.
-
-        Both happen in one script. LREM with count -1 removes the copy nearest
-        the right end, which is the oldest and so the one processed. With
-        fetch_next, the same script moves the next batch into inflight, and
-        the next claim returns it without another round trip.
-        """
-        publish = "0" if response is None else "1"
-        limit = self._max_batch if fetch_next else 0
-        newest_first = self._acknowledge(
-            keys=self._keys,
-            args=[item, publish, response or "", self._results, limit],
-        )
-        if fetch_next:
-            self._next_batch = list(reversed(newest_first))
-
     def inflight_length(self) -> int:
-        return int(self._client.llen(self._keys[1]))
+        (length,) = self._round_trip([("LLEN", self._keys[1])])
+        return int(length)
 
-    def _wait_and_drain(self, block_timeout_s: float) -> list[bytes]:
+    def _acknowledge_command(
+        self, item: bytes, response: bytes | str | None
+    ) -> tuple[Any, ...]:
+        publish = "0" if response is None else "1"
+        return (
+            "EVAL",
+            _ACKNOWLEDGE_SCRIPT,
+            2,
+            *self._keys,
+            item,
+            publish,
+            response or b"",
+            self._results,
+        )
+
+    def _wait_and_drain(
+        self, block_timeout_s: float, before: list[tuple[Any, ...]]
+    ) -> list[bytes]:
+        """Send the commands in before, then BLMOVE and drain, in one write."""
+        if self._stop_waiting:
+            if before:
+                self._round_trip(before)
+            return []
+        # Redis 6+ accepts a fractional BLMOVE timeout.
+        wait = ("BLMOVE", *self._keys, "RIGHT", "LEFT", block_timeout_s)
+        drain = ("EVAL", _DRAIN_AFTER_WAIT_SCRIPT, 2, *self._keys, self._max_batch)
+        connection = self._send([*before, wait, drain])
+        # A signal that arrives until the flag is set below only sets
+        # _stop_waiting, so the replies to before are always read.
+        try:
+            _read_replies(connection, len(before))
+        except redis.ResponseError:
+            # The wait's replies are still due, so the connection must go.
+            connection.disconnect()
+            raise
         try:
             # Set the flag before the check, so a signal that arrives between
             # them either is seen by the check or raises in the BLMOVE.
             self._waiting = True
             if self._stop_waiting:
+                self._client.close()
                 return []
-            return self._send_wait_and_drain(block_timeout_s)
+            _, newest_first = _read_replies(connection, 2)
         except WaitInterrupted:
             # Anything that BLMOVE moved just before the signal stays parked.
             self._client.close()
             return []
         finally:
             self._waiting = False
-
-    def _send_wait_and_drain(self, block_timeout_s: float) -> list[bytes]:
-        # EVAL, not a registered Script: in a pipeline, redis-py 8.2 sends
-        # SCRIPT EXISTS before every execute, one more round trip. Redis caches
-        # the compiled script by its SHA1, so EVAL only costs the resent text.
-        pipe = self._client.pipeline(transaction=False)
-        # Redis 6+ accepts a fractional timeout; redis-py annotates it as int.
-        pipe.blmove(
-            self._keys[0],
-            self._keys[1],
-            block_timeout_s,  # type: ignore[arg-type]
-            "RIGHT",
-            "LEFT",
-        )
-        pipe.eval(_DRAIN_AFTER_WAIT_SCRIPT, 2, *self._keys, self._max_batch)
-        _, newest_first = pipe.execute()
-        return list(reversed(newest_first))
+        return self._note_batch(list(reversed(newest_first)))
 
     def _drain_into_inflight(self) -> list[bytes]:
-        newest_first = self._drain(keys=self._keys, args=[self._max_batch])
-        return list(reversed(newest_first))
+        drain = ("EVAL", _DRAIN_SCRIPT, 2, *self._keys, self._max_batch)
+        (newest_first,) = self._round_trip([drain])
+        return self._note_batch(list(reversed(newest_first)))
+
+    def _note_batch(self, batch: list[bytes]) -> list[bytes]:
+        """Set _seen_empty and _inflight_may_hold_more from a drain's batch."""
+        self._seen_empty = not batch
+        # A drain returns all of inflight unless it returns max_batch items.
+        self._inflight_may_hold_more = len(batch) >= self._max_batch
+        return batch
+
+    def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        return _read_replies(self._send(commands), len(commands))
+
+    def _send(self, commands: list[tuple[Any, ...]]) -> AbstractConnection:
+        """Write commands in one go on the held connection, connecting if needed."""
+        if self._connection is None:
+            self._connection = self._client.connection_pool.get_connection()
+        # hiredis packs the arguments (str, bytes, int, float) in C. The
+        # connection's own pack_commands measured 20 us slower for a wait
+        # with its acknowledgement.
+        packed = b"".join([hiredis.pack_command(command) for command in commands])
+        self._connection.send_packed_command([packed])
+        return self._connection
+
+
+def _read_replies(connection: AbstractConnection, count: int) -> list[Any]:
+    """Read count replies; raise the first error reply after reading them all.
+
+    Reading every reply keeps the connection in step with its commands.
+    """
+    replies = []
+    error: redis.ResponseError | None = None
+    for _ in range(count):
+        try:
+            replies.append(connection.read_response())
+        except redis.ResponseError as exc:
+            error = error or exc
+            replies.append(None)
+    if error is not None:
+        raise error
+    return replies

@@ -176,19 +176,25 @@ class WorkerRuntime:
             on_request=self.status.count_request,
         )
         self._last_activity = time.monotonic()
+        batch: list[bytes] = []
         while not self._stop_reason:
-            batch = self._retry.call(
-                "claim", self._queue.claim, self._block_timeout_s()
-            )
             if batch:
-                self._process(batch, dispatcher)
+                batch = self._process(batch, dispatcher)
             elif self._is_idle():
                 idle_s = time.monotonic() - self._last_activity
                 logger.info("worker %s idle idle_s=%.0f", self.worker_id, idle_s)
                 self.request_stop(f"idle for {idle_s:.0f} s")
+            else:
+                batch = self._retry.call(
+                    "claim", self._queue.claim, self._block_timeout_s()
+                )
 
-    def _process(self, batch: list[bytes], dispatcher: Dispatcher) -> None:
-        """Dispatch a batch oldest first; after a signal, leave the rest parked."""
+    def _process(self, batch: list[bytes], dispatcher: Dispatcher) -> list[bytes]:
+        """Dispatch a batch oldest first and return the next one ([] for none).
+
+        After a signal, leave the rest of the batch parked.
+        """
+        last = len(batch) - 1
         for done, item in enumerate(batch):
             if self._signalled:
                 logger.info(
@@ -196,15 +202,20 @@ class WorkerRuntime:
                     self.worker_id,
                     len(batch) - done,
                 )
-                return
+                return []
             response = dispatcher.handle(item)
-            # The last acknowledgement fetches the next batch, unless the
-            # worker is stopping and the queue should stay as it is.
-            fetch_next = done == len(batch) - 1 and not self._stop_reason
-            self._retry.call(
-                "acknowledge", self._queue.acknowledge, item, response, fetch_next
-            )
             self._last_activity = time.monotonic()
+            if done == last and not self._stop_reason:
+                # The last acknowledgement also waits for the next batch.
+                return self._retry.call(
+                    "acknowledge and claim",
+                    self._queue.acknowledge_and_claim,
+                    item,
+                    response,
+                    self._block_timeout_s(),
+                )
+            self._retry.call("acknowledge", self._queue.acknowledge, item, response)
+        return []
 
     def _block_timeout_s(self) -> float:
         """Return the next BLMOVE's timeout, cut short to end at the idle timeout."""

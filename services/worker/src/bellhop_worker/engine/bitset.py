@@ -62,37 +62,41 @@ def popcount(bits: Bitset) -> int:
 def rows_in_words(bits: Bitset, word_indices: np.ndarray) -> np.ndarray:
     """Return the ascending row numbers set in the given (ascending) words of bits."""
     chunk = np.ascontiguousarray(bits[word_indices])
-    positions = np.flatnonzero(np.unpackbits(chunk.view(np.uint8), bitorder="little"))
-    words = word_indices[positions >> 6].astype(np.int64)
+    positions = _set_positions(chunk)
+    words = word_indices[positions >> 6].astype(np.int64, copy=False)
     return words * WORD_BITS + (positions & (WORD_BITS - 1))
 
 
-def _bit_positions_by_byte() -> np.ndarray:
-    """Return a (256, 8) table: the set bit positions of each byte, -1 padded."""
-    table = np.full((256, 8), -1, dtype=np.int64)
-    for value in range(256):
-        positions = [bit for bit in range(8) if value >> bit & 1]
-        table[value, : len(positions)] = positions
-    return table
-
-
-_BIT_POSITIONS = _bit_positions_by_byte()
+def nonzero_words(bits: Bitset) -> np.ndarray:
+    """Return the indices of the words that contain a row, ascending."""
+    # np.flatnonzero takes a fast path for booleans only. On uint64 words it
+    # measured 3 to 4 times slower than this comparison and call together.
+    return np.flatnonzero(bits != 0)
 
 
 def rows(bits: Bitset) -> np.ndarray:
     """Return every set row number, ascending.
 
-    When at most a quarter of the bytes are nonzero, a per-byte table of bit
-    positions expands only those bytes, which measured about twice as fast
-    as unpacking every bit at 2% density over 1,000,000 rows.
+    When at least half of the words from the first to the last nonzero one
+    contain a row, that whole span is unpacked. Otherwise only the nonzero
+    words are gathered and unpacked.
     """
-    as_bytes = bits.view(np.uint8)
-    nonzero = np.flatnonzero(as_bytes)
-    if len(nonzero) * 4 > len(as_bytes):
-        unpacked = np.unpackbits(as_bytes, bitorder="little")
-        return np.flatnonzero(unpacked).astype(np.int64)
-    positions = _BIT_POSITIONS[as_bytes[nonzero]]
-    return (nonzero[:, None] * 8 + positions)[positions >= 0]
+    words = nonzero_words(bits)
+    if len(words) == 0:
+        return np.zeros(0, dtype=np.int64)
+    first, last = int(words[0]), int(words[-1])
+    if (last - first + 1) > 2 * len(words):
+        return rows_in_words(bits, words)
+    positions = _set_positions(bits[first : last + 1])
+    return positions + first * WORD_BITS if first else positions
+
+
+def _set_positions(words: np.ndarray) -> np.ndarray:
+    """Return the positions of the set bits of contiguous words, as int64."""
+    unpacked = np.unpackbits(words.view(np.uint8), bitorder="little")
+    # unpackbits returns 0 or 1 per bit, so the boolean view is exact, and
+    # flatnonzero is much faster on booleans than on uint8.
+    return np.flatnonzero(unpacked.view(np.bool_))
 
 
 def select_page(bits: Bitset, offset: int, limit: int) -> np.ndarray:

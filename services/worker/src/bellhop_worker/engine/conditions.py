@@ -150,7 +150,11 @@ def _dictionary_rows(
             return np.zeros(column.bitsets.shape[1], dtype="<u8")
         if len(codes) == 1:
             return column.bitsets[codes[0]]
-        return np.bitwise_or.reduce(column.bitsets[codes], axis=0)
+        # ORing row by row skips the copy of the rows that fancy indexing makes.
+        bits = np.bitwise_or(column.bitsets[codes[0]], column.bitsets[codes[1]])
+        for code in codes[2:]:
+            np.bitwise_or(bits, column.bitsets[code], out=bits)
+        return bits
     assert column.codes is not None
     return bitset.from_bool(np.isin(column.codes, np.array(codes, dtype=np.int64)))
 
@@ -181,11 +185,14 @@ def _range_rows(column: Column, bounds: list[Any]) -> np.ndarray:
             {"setting": "range", "field": column.name},
         )
     assert column.values is not None and column.valid_bits is not None
-    mask = np.ones(len(column.values), dtype=np.bool_)
-    if low is not None:
-        mask &= column.values >= low
-    if high is not None:
-        mask &= column.values <= high
+    if low is None and high is None:
+        return column.valid_bits
+    if low is None:
+        mask = column.values <= high
+    else:
+        mask = column.values >= low
+        if high is not None:
+            mask &= column.values <= high
     return bitset.from_bool(mask) & column.valid_bits
 
 

@@ -51,13 +51,16 @@ def run_filter(index: Index, raw_params: Any) -> dict[str, Any]:
 
     selection = select_rows(index, params)
     count = bitset.popcount(selection.bits)
-    page = _page(index, selection.bits, sort, offset, limit)
     counter = FacetCounter(selection.bits, count, index.all_rows, index.n_rows)
+    facet_columns = [index.columns[name] for name in facet_names]
+    facets = counter.all_json(facet_columns, index.facet_groups)
+    known_rows = counter.selected_rows()
+    page = _page(index, selection.bits, sort, offset, limit, count, known_rows)
     result: dict[str, Any] = {
         "count": count,
         "ids": index.row_ids(page),
         "rows": _rows(index, page, fields),
-        "facets": counter.all_json([index.columns[name] for name in facet_names]),
+        "facets": facets,
     }
     if selection.warnings:
         result["warnings"] = selection.warnings
@@ -71,13 +74,24 @@ def _page(
     sort: tuple[str, bool] | None,
     offset: int,
     limit: int,
+    count: int,
+    known_rows: np.ndarray | None,
 ) -> np.ndarray:
-    if sort is None:
-        return bitset.select_page(bits, offset, limit)
-    if limit == 0:
-        return np.zeros(0, dtype=np.int64)
-    name, descending = sort
-    return sorted_page(bits, index.columns[name], descending, offset, limit)
+    """Return the row numbers of the page, which starts at offset in the order.
+
+    bits contains count rows. known_rows, when not None, are all of them,
+    ascending.
+    """
+    if sort is not None:
+        if limit == 0:
+            return np.zeros(0, dtype=np.int64)
+        name, descending = sort
+        return sorted_page(bits, index.columns[name], descending, offset, limit)
+    if known_rows is not None:
+        return known_rows[offset : offset + limit]
+    if count == index.n_rows:
+        return np.arange(offset, min(offset + limit, count), dtype=np.int64)
+    return bitset.select_page(bits, offset, limit)
 
 
 def _rows(index: Index, page: np.ndarray, fields: list[str]) -> list[dict[str, Any]]:
