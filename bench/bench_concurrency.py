@@ -40,7 +40,6 @@ from typing import Any
 from concurrency_report import build_section
 from cpu_meter import CpuMeter
 from harness import (
-    BenchError,
     Processes,
     counter_deltas,
     dump_json,
@@ -88,20 +87,18 @@ class Plan:
     duration_s: float
     idle_s: float
     gateways: int
-    # Autogroup nice value given to each worker, or None to leave them at 0.
+    # LOCAL_WORKER_NICE for the orchestrator, or None for its default.
     worker_nice: int | None = None
     # Browsers offer permessage-deflate, so the clients do too by default.
     compression: bool = True
 
 
-# Measured with this script and 100 sessions on a 2-core machine, all runs in
-# overload. Two gateway replicas gave p99 4.1, 4.4 and 5.0 s, and one replica
-# 4.8 and 5.2 s. A likely reason is that a replica is one Python process, so a
-# second one can run on the other core. Workers at autogroup nice 5 gave 5.5 s
-# with one replica, no better, so the full run leaves them at 0. Below
-# overload nice 5 did lower p99 (20 sessions: 32 against 37 ms; 50 sessions:
-# 146 against 173 ms and 232 against 935 ms), but other jobs on the machine
-# made these runs noisy.
+# Measured with this script and 100 sessions on a 2-core machine, before
+# the gateway and worker cut their CPU per request and every run was in
+# overload: two gateway replicas gave p99 4.1, 4.4 and 5.0 s, one replica
+# 4.8 and 5.2 s. After the cuts, one replica used less CPU (0.48 against
+# 0.61 ms per request) but gave p99 355 ms against 98 to 224 ms for two: a
+# replica is one Python process, and two can use both cores.
 FULL_PLAN = Plan(sessions=100, duration_s=60.0, idle_s=15.0, gateways=2)
 QUICK_PLAN = Plan(sessions=5, duration_s=5.0, idle_s=3.0, gateways=2)
 
@@ -134,7 +131,8 @@ class LoadResult:
     disconnected: int = 0
     ready_s: float = 0.0
     provision_failures: list[str] = field(default_factory=list)
-    niced_workers: int = 0
+    # Autogroup nice of each worker, read when all were ready.
+    worker_nice: list[int] = field(default_factory=list)
 
 
 def _generator_config(system: BellhopSystem, plan: Plan) -> dict[str, Any]:
@@ -174,32 +172,16 @@ def _pids(system: BellhopSystem, generator: LoadGenerator) -> dict[str, int]:
     return pids
 
 
-def _read_autogroup(pid: int) -> str:
-    """Return the autogroup name of pid, such as `/autogroup-12`."""
-    return Path(f"/proc/{pid}/autogroup").read_text().split()[0]
-
-
-def set_autogroup_nice(pids: list[int], nice: int) -> int:
-    """Write nice to the autogroup of each pid; return how many were set.
-
-    A pid in this process's own autogroup is skipped, so the benchmark never
-    lowers its own weight or that of the gateways it started. Raises
-    BenchError when the kernel has no /proc/<pid>/autogroup (sched(7)).
-    """
-    own = _read_autogroup(os.getpid())
-    changed = 0
+def worker_nice_values(pids: list[int]) -> list[int]:
+    """Return the autogroup nice of each pid that has one (sched(7))."""
+    values = []
     for pid in pids:
         try:
-            if _read_autogroup(pid) == own:
-                continue
-            Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
-        except FileNotFoundError as exc:
-            raise BenchError(
-                f"failed to set the autogroup nice of pid {pid}: {exc}; the kernel "
-                "needs CONFIG_SCHED_AUTOGROUP, or run without --worker-nice"
-            ) from exc
-        changed += 1
-    return changed
+            text = Path(f"/proc/{pid}/autogroup").read_text()
+        except OSError:
+            continue
+        values.append(int(text.split()[-1]))
+    return values
 
 
 async def _sample_cpu(meter: CpuMeter) -> None:
@@ -218,10 +200,7 @@ async def _run_load(
     ready = await generator.wait_for("ready")
     result.ready_s = float(ready["ready_s"])
     result.provision_failures = list(ready["provision_failures"])
-    if plan.worker_nice is not None:
-        workers = list(system.worker_pids().values())
-        result.niced_workers = set_autogroup_nice(workers, plan.worker_nice)
-        log(f"concurrency: {result.niced_workers} workers at nice {plan.worker_nice}")
+    result.worker_nice = worker_nice_values(list(system.worker_pids().values()))
 
     meter = CpuMeter(_pids(system, generator))
     await generator.wait_for("load_start")
@@ -288,6 +267,8 @@ async def run_plan(plan: Plan, log_dir: Path) -> Section:
     try:
         with redis_server(processes) as redis:
             settings = {"MAX_WORKERS": str(plan.sessions + 10)}
+            if plan.worker_nice is not None:
+                settings["LOCAL_WORKER_NICE"] = str(plan.worker_nice)
             with bellhop_system(
                 processes, redis, gateways=plan.gateways, **settings
             ) as system:
@@ -342,7 +323,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--worker-nice",
         type=int,
         default=FULL_PLAN.worker_nice,
-        help="autogroup nice value for every worker, -20 to 19 (default: unchanged)",
+        help="LOCAL_WORKER_NICE for the orchestrator, 0 to 19 "
+        "(default: the orchestrator's)",
     )
     parser.add_argument(
         "--no-compression",

@@ -109,7 +109,7 @@ def build_section(
         "sessions": plan.sessions,
         "gateways": plan.gateways,
         "worker_nice": plan.worker_nice,
-        "niced_workers": load.niced_workers,
+        "worker_autogroup_nice": sorted(set(load.worker_nice)),
         "duration_s": plan.duration_s,
         "requests": len(load.outcomes),
         "ok": len(ok),
@@ -158,13 +158,15 @@ def _setup_lines(plan: Plan, config: dict[str, Any], load: LoadResult) -> list[s
         else (f"{plan.gateways} gateway replicas (sessions alternate between them)")
     )
     autogroup = {True: "on", False: "off", None: "not available"}[_autogroup_enabled()]
-    if plan.worker_nice is None:
-        nice = "every process at the default autogroup nice 0"
+    nice_values = sorted(set(load.worker_nice))
+    if not nice_values:
+        nice = "the workers' autogroup nice could not be read"
     else:
+        shown = " to ".join(str(v) for v in (nice_values[0], nice_values[-1]))
         nice = (
-            f"the autogroup of each of {load.niced_workers} workers set to nice "
-            f"{plan.worker_nice} before the load, so the gateways, Redis and the "
-            "load generator keep a larger share of the CPU"
+            f"{len(load.worker_nice)} workers at autogroup nice "
+            f"{nice_values[0] if len(nice_values) == 1 else shown} "
+            "(LOCAL_WORKER_NICE), the services at 0"
         )
     return [
         f"{plan.sessions} sessions on `{config['dataset']}` (one worker process "
@@ -178,10 +180,11 @@ def _setup_lines(plan: Plan, config: dict[str, Any], load: LoadResult) -> list[s
         "after the first connect, and each session sent every shape once before "
         f"the schedule started.{_retry_text(load)}",
         "",
-        f"Kernel autogroup scheduling: {autogroup}. Each local worker starts its "
-        "own session and so its own autogroup, which the scheduler weighs like "
-        "the one group that holds the gateways, Redis and the load generator. "
-        f"This run: {nice}.",
+        f"Kernel autogroup scheduling: {autogroup}. Each local worker runs in "
+        "its own session and so its own autogroup, and so do each service and "
+        "the load generator, as `make run` starts them. The local provider "
+        "lowers each worker's autogroup priority so that busy workers leave "
+        f"CPU to the services. This run: {nice}.",
         "",
     ]
 

@@ -254,6 +254,10 @@ class Processes:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=REPO,
+            # Each service in its own session, as `make run` starts them: with
+            # autogroup scheduling a session is one scheduling group, and the
+            # services must not share one group against the workers'.
+            start_new_session=True,
         )
         self._started.append((proc, log_file))
         return proc

@@ -64,6 +64,8 @@ class LoadGenerator:
                 stderr=log_file,
                 env=env,
                 cwd=REPO,
+                # Its own scheduling group, apart from the services it loads.
+                start_new_session=True,
                 limit=MAX_LINE_BYTES,
             )
         return cls(proc, log_path)
