@@ -338,3 +338,50 @@ def test_queue_interrupt_wait_before_claim(
 
     assert batch == []
     assert time.monotonic() - started < 9.0
+
+
+class DropAfterReplies:
+    """Wraps a connection: reads `keep` replies, then loses the next one."""
+
+    def __init__(self, connection: Any, keep: int) -> None:
+        self._connection = connection
+        self._left = keep
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        reply = self._connection.read_response(*args, **kwargs)
+        if self._left == 0:
+            raise redis.ConnectionError("connection dropped by the test")
+        self._left -= 1
+        return reply
+
+
+def test_queue_lost_wait_reply_neither_repeats_nor_stalls(
+    raw_client: redis.Redis, redis_url: str, session_id: str
+) -> None:
+    raw_client.lpush(KEYS.queue(session_id), b"first")
+    queue = make_queue(raw_client, session_id)
+    first = queue.claim(0.2)
+    listener = redis.Redis.from_url(redis_url).pubsub()
+    listener.subscribe(KEYS.results(session_id))
+    listener.get_message(timeout=1.0)
+    raw_client.lpush(KEYS.queue(session_id), b"same", b"same")
+    # The acknowledgement's reply arrives; the BLMOVE's, which moved an item
+    # into inflight, is lost with the connection.
+    queue._connection = DropAfterReplies(queue._connection, keep=1)  # type: ignore[assignment]
+
+    nothing = queue.acknowledge_and_claim(first[0], b'{"id":"first"}', 5.0)
+    queue._connection = queue._connection._connection  # type: ignore[union-attr]
+    started = time.monotonic()
+    batch = queue.claim(5.0)
+    published = []
+    while (message := listener.get_message(timeout=0.5)) is not None:
+        published.append(message["data"])
+    listener.close()
+
+    assert nothing == []
+    assert batch == [b"same", b"same"]
+    assert time.monotonic() - started < 1.0
+    assert published == [b'{"id":"first"}']

@@ -18,6 +18,7 @@ trip per request.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import hiredis
@@ -25,6 +26,8 @@ import redis
 from bellhop_shared.keys import Keys
 from bellhop_shared.redis_client import connection_options
 from redis.connection import AbstractConnection
+
+logger = logging.getLogger(__name__)
 
 # Fill inflight, which already contains `inflight_count` items, up to `limit`
 # items from the queue, then return the oldest `limit` items of inflight,
@@ -111,6 +114,7 @@ class RequestQueue:
     ) -> None:
         self._client = client
         self._connection: AbstractConnection | None = None
+        self._session_id = session_id
         self._keys = (keys.queue(session_id), keys.inflight(session_id))
         self._results = keys.results(session_id)
         self._max_batch = max_batch
@@ -129,11 +133,15 @@ class RequestQueue:
         A batch parked in inflight is returned before anything new. After
         interrupt_wait, return [] instead of waiting.
         """
-        if not self._seen_empty:
-            batch = self._drain_into_inflight()
-            if batch or self._stop_waiting:
-                return batch
-        return self._wait_and_drain(block_timeout_s, [])
+        try:
+            if not self._seen_empty:
+                batch = self._drain_into_inflight()
+                if batch or self._stop_waiting:
+                    return batch
+            return self._wait_and_drain(block_timeout_s, [])
+        except BaseException:
+            self._forget_position()
+            raise
 
     def acknowledge(self, item: bytes, response: bytes | str | None) -> None:
         """Publish the item's response, if any, and drop the item from inflight.
@@ -141,7 +149,11 @@ class RequestQueue:
         Both happen in one script. LREM with count -1 removes the copy nearest
         the right end, which is the oldest and so the one processed.
         """
-        self._round_trip([self._acknowledge_command(item, response)])
+        try:
+            self._round_trip([self._acknowledge_command(item, response)])
+        except BaseException:
+            self._forget_position()
+            raise
 
     def acknowledge_and_claim(
         self, item: bytes, response: bytes | str | None, block_timeout_s: float
@@ -156,9 +168,13 @@ class RequestQueue:
         if self._inflight_may_hold_more:
             # A full batch may have left parked items in inflight, which a
             # BLMOVE on an empty queue would keep waiting until its timeout.
-            self._round_trip([acknowledgement])
+            self.acknowledge(item, response)
             return self.claim(block_timeout_s)
-        return self._wait_and_drain(block_timeout_s, [acknowledgement])
+        try:
+            return self._wait_and_drain(block_timeout_s, [acknowledgement])
+        except BaseException:
+            self._forget_position()
+            raise
 
     def interrupt_wait(self) -> None:
         """End a BLMOVE in progress and skip later ones; call from a signal handler.
@@ -223,6 +239,22 @@ class RequestQueue:
             # Anything that BLMOVE moved just before the signal stays parked.
             self._client.close()
             return []
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            connection.disconnect()
+            if not before:
+                raise
+            # The acknowledgement in before was read, so a retry must not send
+            # it again: a second LREM could drop an identical item that the
+            # lost BLMOVE parked. Report no batch. The next claim drains
+            # first, which returns anything the BLMOVE moved.
+            self._forget_position()
+            logger.warning(
+                "session %s lost its Redis connection while waiting for requests "
+                "error=%r; claiming again",
+                self._session_id,
+                exc,
+            )
+            return []
         finally:
             self._waiting = False
         return self._note_batch(list(reversed(newest_first)))
@@ -231,6 +263,15 @@ class RequestQueue:
         drain = ("EVAL", _DRAIN_SCRIPT, 2, *self._keys, self._max_batch)
         (newest_first,) = self._round_trip([drain])
         return self._note_batch(list(reversed(newest_first)))
+
+    def _forget_position(self) -> None:
+        """Make the next claim drain first; called when a round trip failed.
+
+        A failed round trip may have moved items into inflight without
+        returning them, and only a drain returns those.
+        """
+        self._seen_empty = False
+        self._inflight_may_hold_more = True
 
     def _note_batch(self, batch: list[bytes]) -> list[bytes]:
         """Set _seen_empty and _inflight_may_hold_more from a drain's batch."""
