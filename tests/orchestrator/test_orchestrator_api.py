@@ -393,8 +393,8 @@ def test_local_workers_run_at_lower_priority(
     assert response.status_code == 201, response.text
     pid = ref_pid(response.json())
 
-    assert process_nice(pid) == 7
-    assert autogroup_nice(pid) in (None, 7)
+    assert wait_until(lambda: process_nice(pid) == 7, 10)
+    assert wait_until(lambda: autogroup_nice(pid) in (None, 7), 10)
     assert process_nice(os.getpid()) < 7
 
 

@@ -63,26 +63,40 @@ def session_from_argv(argv: list[str]) -> str | None:
     return None
 
 
-def lower_priority(pid: int, nice: int) -> None:
+# Without CAP_SYS_ADMIN the kernel accepts one autogroup nice change per
+# 100 ms across the machine and answers EAGAIN to the rest (sched(7)).
+_AUTOGROUP_ATTEMPTS = 20
+_AUTOGROUP_RETRY_S = 0.11
+
+
+async def lower_priority(pid: int, nice: int) -> None:
     """Make a worker yield the CPU to the gateway and orchestrator on this machine.
 
     Each worker runs in its own session, and where the kernel groups
     processes by session for scheduling (autogroup), every busy worker weighs
     as much as the whole group holding the services. The group's niceness is
-    then what counts, so both it and the process's own are set.
+    then what counts, so both it and the process's own are set, `nice` above
+    the orchestrator's own.
     """
     if nice == 0:
         return
+    target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)
     try:
-        os.setpriority(os.PRIO_PROCESS, pid, nice)
-        with open(f"/proc/{pid}/autogroup", "w") as autogroup:
-            autogroup.write(str(nice))
-    except FileNotFoundError:
+        os.setpriority(os.PRIO_PROCESS, pid, target)
+        for attempt in range(_AUTOGROUP_ATTEMPTS):
+            try:
+                with open(f"/proc/{pid}/autogroup", "w") as autogroup:
+                    autogroup.write(str(target))
+                return
+            except BlockingIOError:
+                if attempt == _AUTOGROUP_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(_AUTOGROUP_RETRY_S)
+    except (FileNotFoundError, ProcessLookupError):
         pass  # Exited already, or a kernel without autogroup.
     except OSError as exc:
         logger.warning(
-            "worker pid=%d keeps its scheduling priority "
-            "(LOCAL_WORKER_NICE=%d): %s",
+            "worker pid=%d keeps its scheduling priority (LOCAL_WORKER_NICE=%d): %s",
             pid,
             nice,
             exc.strerror or exc,
@@ -103,6 +117,7 @@ class LocalProvider:
         self._stop_timeout_s = settings.local_stop_timeout_s
         self._kill_timeout_s = settings.local_kill_timeout_s
         self._nice = settings.local_worker_nice
+        self._priority_tasks: set[asyncio.Task[None]] = set()
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._stopping: dict[int, asyncio.Task[None]] = {}
 
@@ -118,7 +133,11 @@ class LocalProvider:
                 "orchestrator's log."
             )
         self._children[proc.pid] = proc
-        lower_priority(proc.pid, self._nice)
+        # In the background, because unprivileged autogroup changes are rate
+        # limited and many sessions may start at once.
+        task = asyncio.create_task(lower_priority(proc.pid, self._nice))
+        self._priority_tasks.add(task)
+        task.add_done_callback(self._priority_tasks.discard)
         logger.info(
             "session %s started worker=%s provider=local pid=%d dataset=%s",
             spec.session_id,
