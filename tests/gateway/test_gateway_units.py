@@ -258,3 +258,12 @@ def test_json_packet_sends_bytes_as_attachments() -> None:
 
     assert fast.packet_type == packet.BINARY_EVENT
     assert encoded == ['51-["blob",{"raw":{"_placeholder":true,"num":0}}]', b"\x00\x01"]
+
+
+def test_queued_text_keeps_non_finite_numbers() -> None:
+    raw = '{"jsonrpc":"2.0","id":1,"method":"filter","params":{"range":{"x":[NaN,1]}}}'
+    message = sio_json.loads(raw)
+
+    text = prepare(message, IdRewriter("g-unit")).item_text()
+
+    assert '"range":{"x":[NaN,1]}' in text

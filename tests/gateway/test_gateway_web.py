@@ -1,4 +1,4 @@
-"""HTTP routes (the page, its client library, the error page, /healthz) and the websocket."""
+"""HTTP routes (page, client library, error page, /healthz) and the websocket."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ waiting for it. The client's own id is restored in the acknowledgement.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +64,13 @@ class PreparedMessage:
     def item_text(self) -> str:
         """Return the JSON text to LPUSH: one request, or a batch array."""
         payload: Any = self.queued if self.is_batch else self.queued[0]
-        return dumps(payload)
+        text = dumps(payload)
+        if "null" in text:
+            # orjson writes NaN and infinities as null, which would turn an
+            # invalid bound into an open one. json keeps them, so the worker
+            # rejects them with a clear error.
+            return json.dumps(payload, separators=(",", ":"))
+        return text
 
 
 class IdRewriter:

@@ -4,9 +4,10 @@
 python-engineio accept: they call `dumps(data, separators=(",", ":"))`, expect
 a str back, and call `loads` with str or bytes. orjson writes compact JSON
 already and returns bytes, so `dumps` decodes its output. Values that orjson
-rejects (integers wider than 64 bits, NaN literals in input) fall back to the
-standard library. One difference remains: orjson writes NaN and infinities as
-null, where the standard library writes invalid JSON.
+rejects fall back to the standard library: integers wider than 64 bits when
+encoding, NaN and Infinity literals when decoding. Two differences remain:
+orjson writes NaN and infinities as null, where the standard library writes
+invalid JSON, and it decodes an integer wider than 64 bits as a float.
 
 `JsonPacket` is the packet class the gateway's server uses. Before encoding
 an outgoing packet, python-socketio walks its whole payload in Python to look
