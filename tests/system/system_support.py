@@ -26,12 +26,33 @@ class System:
     gateway: ServiceProcess
     provider: str = "local"
     fake_heroku: FakeHeroku | None = None
+    orchestrator_token: str | None = None
 
     def stop(self) -> None:
+        """End the sessions still open, then stop the services.
+
+        A stopped orchestrator leaves its workers running for the next one
+        to adopt, so a session left open would outlive the test.
+        """
+        self.end_open_sessions()
         self.gateway.stop()
         self.orchestrator.stop()
         if self.fake_heroku is not None:
             self.fake_heroku.process.stop()
+
+    def end_open_sessions(self) -> None:
+        token = self.orchestrator_token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        sessions_url = f"{self.orchestrator_url}/v1/sessions"
+        try:
+            listing = httpx.get(sessions_url, headers=headers, timeout=10)
+            listing.raise_for_status()
+            for record in listing.json():
+                if record["state"] in ("starting", "running"):
+                    url = f"{sessions_url}/{record['session_id']}"
+                    httpx.delete(url, headers=headers, timeout=30)
+        except httpx.HTTPError:
+            pass  # An orchestrator that died is the failing test's to report.
 
 
 def _healthy(url: str) -> bool:
@@ -88,4 +109,5 @@ def start_system(
         gateway,
         provider,
         fake_heroku,
+        common.get("ORCHESTRATOR_TOKEN"),
     )
