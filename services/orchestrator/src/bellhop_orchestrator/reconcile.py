@@ -107,6 +107,16 @@ class Reconciler:
 
         adopted = await self._store.update(record.session_id, change)
         if adopted is None:
+            # The orchestrator that started the worker may have written its
+            # ref between our read and this update: then the worker is known.
+            current = await self._store.get(record.session_id)
+            if (
+                current is not None
+                and current.is_live
+                and current.provider_ref == worker.provider_ref
+            ):
+                report.known += 1
+                return True
             return False
         logger.info(
             "session %s adopted worker ref=%s %s",
