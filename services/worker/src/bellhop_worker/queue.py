@@ -133,15 +133,11 @@ class RequestQueue:
         A batch parked in inflight is returned before anything new. After
         interrupt_wait, return [] instead of waiting.
         """
-        try:
-            if not self._seen_empty:
-                batch = self._drain_into_inflight()
-                if batch or self._stop_waiting:
-                    return batch
-            return self._wait_and_drain(block_timeout_s, [])
-        except BaseException:
-            self._forget_position()
-            raise
+        if not self._seen_empty:
+            batch = self._drain_into_inflight()
+            if batch or self._stop_waiting:
+                return batch
+        return self._wait_and_drain(block_timeout_s, [])
 
     def acknowledge(self, item: bytes, response: bytes | str | None) -> None:
         """Publish the item's response, if any, and drop the item from inflight.
@@ -149,11 +145,7 @@ class RequestQueue:
         Both happen in one script. LREM with count -1 removes the copy nearest
         the right end, which is the oldest and so the one processed.
         """
-        try:
-            self._round_trip([self._acknowledge_command(item, response)])
-        except BaseException:
-            self._forget_position()
-            raise
+        self._round_trip([self._acknowledge_command(item, response)])
 
     def acknowledge_and_claim(
         self, item: bytes, response: bytes | str | None, block_timeout_s: float
@@ -170,11 +162,7 @@ class RequestQueue:
             # BLMOVE on an empty queue would keep waiting until its timeout.
             self.acknowledge(item, response)
             return self.claim(block_timeout_s)
-        try:
-            return self._wait_and_drain(block_timeout_s, [acknowledgement])
-        except BaseException:
-            self._forget_position()
-            raise
+        return self._wait_and_drain(block_timeout_s, [acknowledgement])
 
     def interrupt_wait(self) -> None:
         """End a BLMOVE in progress and skip later ones; call from a signal handler.
@@ -222,7 +210,7 @@ class RequestQueue:
         # A signal that arrives until the flag is set below only sets
         # _stop_waiting, so the replies to before are always read.
         try:
-            _read_replies(connection, len(before))
+            self._read(connection, len(before))
         except redis.ResponseError:
             # The wait's replies are still due, so the connection must go.
             connection.disconnect()
@@ -234,7 +222,7 @@ class RequestQueue:
             if self._stop_waiting:
                 self._client.close()
                 return []
-            _, newest_first = _read_replies(connection, 2)
+            _, newest_first = self._read(connection, 2)
         except WaitInterrupted:
             # Anything that BLMOVE moved just before the signal stays parked.
             self._client.close()
@@ -247,7 +235,6 @@ class RequestQueue:
             # it again: a second LREM could drop an identical item that the
             # lost BLMOVE parked. Report no batch. The next claim drains
             # first, which returns anything the BLMOVE moved.
-            self._forget_position()
             logger.warning(
                 "session %s lost its Redis connection while waiting for requests "
                 "error=%r; claiming again",
@@ -265,7 +252,7 @@ class RequestQueue:
         return self._note_batch(list(reversed(newest_first)))
 
     def _forget_position(self) -> None:
-        """Make the next claim drain first; called when a round trip failed.
+        """Make the next claim drain first; called when a send or read failed.
 
         A failed round trip may have moved items into inflight without
         returning them, and only a drain returns those.
@@ -281,7 +268,15 @@ class RequestQueue:
         return batch
 
     def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        return _read_replies(self._send(commands), len(commands))
+        return self._read(self._send(commands), len(commands))
+
+    def _read(self, connection: AbstractConnection, count: int) -> list[Any]:
+        """Read count replies; after a failure, make the next claim drain first."""
+        try:
+            return _read_replies(connection, count)
+        except BaseException:
+            self._forget_position()
+            raise
 
     def _send(self, commands: list[tuple[Any, ...]]) -> AbstractConnection:
         """Write commands in one go on the held connection, connecting if needed."""
@@ -291,7 +286,12 @@ class RequestQueue:
         # connection's own pack_commands measured 20 us slower for a wait
         # with its acknowledgement.
         packed = b"".join([hiredis.pack_command(command) for command in commands])
-        self._connection.send_packed_command([packed])
+        try:
+            self._connection.send_packed_command([packed])
+        except BaseException:
+            # Part of the write may have reached Redis and moved items.
+            self._forget_position()
+            raise
         return self._connection
 
 
