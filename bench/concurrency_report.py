@@ -162,10 +162,10 @@ def _setup_lines(plan: Plan, config: dict[str, Any], load: LoadResult) -> list[s
     if not nice_values:
         nice = "the workers' autogroup nice could not be read"
     else:
-        shown = " to ".join(str(v) for v in (nice_values[0], nice_values[-1]))
+        nice_range = " to ".join(str(v) for v in (nice_values[0], nice_values[-1]))
         nice = (
             f"{len(load.worker_nice)} workers at autogroup nice "
-            f"{nice_values[0] if len(nice_values) == 1 else shown} "
+            f"{nice_values[0] if len(nice_values) == 1 else nice_range} "
             "(LOCAL_WORKER_NICE), the services at 0"
         )
     return [

@@ -16,7 +16,7 @@
  * reports the state `ready`, sends each filter shape once per session to warm
  * up, then runs the schedule: each session sends on its own grid of
  * interval_ms with a random phase, whether or not earlier requests were
- * answered. A session with max_unanswered requests in flight skips the send
+ * acknowledged. A session with max_unanswered requests in flight skips the send
  * and records it as shed, so an overloaded system shows shed load and
  * latency instead of a backlog that grows without bound.
  *
@@ -228,7 +228,7 @@ async function warmUp(session, config) {
 
 /**
  * Run the open-loop schedule of every session; resolve with one record per
- * scheduled send once every request was answered, timed out or failed.
+ * scheduled send once every request was acknowledged, timed out or failed.
  */
 function runSchedule(sessions, config) {
   const records = [];

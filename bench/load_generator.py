@@ -1,6 +1,6 @@
 """Run bench/load_generator.js, the Node.js load generator, and read its events.
 
-The generator holds every Socket.IO connection of the concurrent-sessions
+The generator keeps every Socket.IO connection of the concurrent-sessions
 benchmark in one Node.js process, which costs less CPU per request than
 python-socketio's AsyncClient, so the load generator takes less of the CPU
 it shares with the system under test. It writes one JSON event per line on

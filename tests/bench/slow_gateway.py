@@ -3,7 +3,7 @@
 On connect it emits the `session` event with state `ready`, or `failed` when
 the auth dataset is "broken". It acknowledges each `rpc` request with a
 JSON-RPC result after --delay-s seconds, except warm-up requests (negative
-ids), which it answers at once.
+ids), which it acknowledges at once.
 
     python tests/bench/slow_gateway.py --port 8765 --delay-s 0.6
 """

@@ -51,7 +51,7 @@ def test_missing_bundle_gives_error_page(gateway_without_bundle: Any) -> None:
 
 
 async def offered_extensions(url: str) -> str:
-    """Open a raw engine.io websocket asking for compression; return the answer."""
+    """Open an engine.io websocket offering compression; return the reply header."""
     ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
     async with websockets.connect(ws_url, compression="deflate") as socket:
         opening = await socket.recv()

@@ -62,7 +62,7 @@ class StarterWinsRace(SessionStore):
         return await super().update(session_id, change)
 
 
-def test_reconcile_keeps_worker_whose_ref_lands_late(redis_url: str) -> None:
+def test_reconcile_keeps_late_ref_worker(redis_url: str) -> None:
     async def scenario() -> tuple[builtins.list[str], SessionRecord | None]:
         client = aioredis.Redis.from_url(redis_url, decode_responses=True)
         keys = Keys(prefix=f"race-{new_session_id()[:8]}:")

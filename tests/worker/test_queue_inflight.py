@@ -358,7 +358,7 @@ class DropAfterReplies:
         return reply
 
 
-def test_queue_lost_wait_reply_neither_repeats_nor_stalls(
+def test_queue_lost_wait_reply_recovers(
     raw_client: redis.Redis, redis_url: str, session_id: str
 ) -> None:
     raw_client.lpush(KEYS.queue(session_id), b"first")

@@ -108,7 +108,7 @@ class Reconciler:
         adopted = await self._store.update(record.session_id, change)
         if adopted is None:
             # The orchestrator that started the worker may have written its
-            # ref between our read and this update: then the worker is known.
+            # ref between our read and this update, and then the worker is known.
             current = await self._store.get(record.session_id)
             if (
                 current is not None

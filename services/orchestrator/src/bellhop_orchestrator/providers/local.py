@@ -64,7 +64,8 @@ def session_from_argv(argv: list[str]) -> str | None:
 
 
 # Without CAP_SYS_ADMIN the kernel accepts one autogroup nice change per
-# 100 ms across the machine and answers EAGAIN to the rest (sched(7)).
+# 100 ms across the machine and returns EAGAIN for the rest (the rate limit
+# is in the kernel's kernel/sched/autogroup.c).
 _AUTOGROUP_ATTEMPTS = 20
 _AUTOGROUP_RETRY_S = 0.11
 
@@ -74,7 +75,7 @@ async def lower_priority(pid: int, nice: int) -> None:
 
     Each worker runs in its own session, and where the kernel groups
     processes by session for scheduling (autogroup), every busy worker weighs
-    as much as the whole group holding the services. The group's niceness is
+    as much as the whole group containing the services. The group's niceness is
     then what counts, so both it and the process's own are set, `nice` above
     the orchestrator's own.
     """
@@ -133,8 +134,8 @@ class LocalProvider:
                 "orchestrator's log."
             )
         self._children[proc.pid] = proc
-        # In the background, because unprivileged autogroup changes are rate
-        # limited and many sessions may start at once.
+        # Runs in the background because unprivileged autogroup changes are
+        # rate limited and many sessions may start at once.
         task = asyncio.create_task(lower_priority(proc.pid, self._nice))
         self._priority_tasks.add(task)
         task.add_done_callback(self._priority_tasks.discard)
