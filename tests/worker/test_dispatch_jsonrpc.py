@@ -49,6 +49,9 @@ class ToyEngine:
             return {"value": object()}
         if op == "bug":
             raise ZeroDivisionError("division by zero in the toy engine")
+        if op == "nan_bound":
+            bound = params.get("bound")
+            raise InvalidParams(f"Invalid bound {bound!r}", {"value": bound})
         raise InvalidParams(f"unknown op {op!r}")
 
 
@@ -256,6 +259,17 @@ def test_dispatch_nan_result_is_internal_error(dispatcher: Dispatcher) -> None:
 
     assert response["error"]["code"] == -32603
     assert response["id"] == 15
+
+
+def test_dispatch_error_with_nan_data_keeps_message(dispatcher: Dispatcher) -> None:
+    params = {"op": "nan_bound", "bound": float("nan")}
+
+    response = answer(dispatcher, request("compute", 17, params=params))
+
+    assert response["id"] == 17
+    assert response["error"]["code"] == -32602
+    assert response["error"]["message"] == "Invalid bound nan"
+    assert "data" not in response["error"]
 
 
 def test_dispatch_unencodable_object_is_internal_error(dispatcher: Dispatcher) -> None:

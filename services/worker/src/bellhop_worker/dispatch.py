@@ -179,6 +179,12 @@ def _encode_one(response: Response) -> bytes:
     try:
         return _dumps(response)
     except (TypeError, ValueError, RecursionError) as exc:
+        error = response.get("error")
+        if isinstance(error, dict) and "data" in error:
+            # An error's data echoes the request (a NaN bound, say). Its
+            # message already names the value, so send the error without it.
+            without_data = {k: v for k, v in error.items() if k != "data"}
+            return _encode_one({**response, "error": without_data})
         logger.error(
             "response is not encodable as JSON id=%r error=%s", response.get("id"), exc
         )
