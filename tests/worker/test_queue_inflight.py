@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -385,3 +385,110 @@ def test_queue_lost_wait_reply_recovers(
     assert batch == [b"same", b"same"]
     assert time.monotonic() - started < 1.0
     assert published == [b'{"id":"first"}']
+
+
+@pytest.fixture
+def acl_client(
+    redis_url: str, redis_client: redis.Redis
+) -> Iterator[Callable[..., redis.Redis]]:
+    """Connect as a new ACL user with all commands except those in `denied`."""
+    users: list[str] = []
+    clients: list[redis.Redis] = []
+
+    def connect(*denied: str) -> redis.Redis:
+        user = f"queue-test-{len(users)}"
+        redis_client.execute_command(
+            "ACL", "SETUSER", user, "on", ">secret", "~*", "&*", "+@all", *denied
+        )
+        users.append(user)
+        host_and_db = redis_url.removeprefix("redis://")
+        client = connect_raw(f"redis://{user}:secret@{host_and_db}")
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        client.close()
+    for user in users:
+        redis_client.execute_command("ACL", "DELUSER", user)
+
+
+def reply_skips(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_client|reply", {}).get("calls", 0))
+
+
+def test_queue_acknowledgement_sent_without_reply(
+    raw_client: redis.Redis, session_id: str
+) -> None:
+    listener = raw_client.pubsub()
+    listener.subscribe(KEYS.results(session_id))
+    listener.get_message(timeout=1.0)
+    raw_client.lpush(KEYS.queue(session_id), b"first")
+    queue = make_queue(raw_client, session_id)
+    first = queue.claim(0.2)
+    skips_before = reply_skips(raw_client)
+    raw_client.lpush(KEYS.queue(session_id), b"second")
+
+    second = queue.acknowledge_and_claim(first[0], b"answer", 1.0)
+    message = listener.get_message(timeout=1.0)
+    listener.close()
+
+    assert second == [b"second"]
+    assert message is not None
+    assert message["data"] == b"answer"
+    # One CLIENT REPLY SKIP for the probe, one for the acknowledgement.
+    assert reply_skips(raw_client) - skips_before == 2
+    assert raw_client.lrange(KEYS.inflight(session_id), 0, -1) == [b"second"]
+
+
+def test_queue_failed_silent_acknowledgement_serves_item_again(
+    acl_client: Callable[..., redis.Redis], session_id: str
+) -> None:
+    # PUBLISH is denied, so the acknowledgement script fails. Without a
+    # reply, the queue cannot detect the error.
+    client = acl_client("-publish")
+    client.lpush(KEYS.queue(session_id), b"first")
+    queue = make_queue(client, session_id)
+    first = queue.claim(0.2)
+    client.lpush(KEYS.queue(session_id), b"second")
+
+    batch = queue.acknowledge_and_claim(first[0], b"answer", 1.0)
+
+    assert batch == [b"first", b"second"]
+
+
+def test_queue_without_reply_skip_reads_acknowledgement(
+    acl_client: Callable[..., redis.Redis], session_id: str
+) -> None:
+    client = acl_client("-client|reply")
+    listener = client.pubsub()
+    listener.subscribe(KEYS.results(session_id))
+    listener.get_message(timeout=1.0)
+    client.lpush(KEYS.queue(session_id), b"first")
+    queue = make_queue(client, session_id)
+    first = queue.claim(0.2)
+    client.lpush(KEYS.queue(session_id), b"second")
+
+    second = queue.acknowledge_and_claim(first[0], b"answer", 1.0)
+    message = listener.get_message(timeout=1.0)
+    listener.close()
+
+    assert second == [b"second"]
+    assert message is not None
+    assert message["data"] == b"answer"
+    assert client.lrange(KEYS.inflight(session_id), 0, -1) == [b"second"]
+
+
+def test_queue_failed_acknowledgement_raises_without_reply_skip(
+    acl_client: Callable[..., redis.Redis], session_id: str
+) -> None:
+    client = acl_client("-publish", "-client|reply")
+    client.lpush(KEYS.queue(session_id), b"first")
+    queue = make_queue(client, session_id)
+    first = queue.claim(0.2)
+
+    with pytest.raises(redis.ResponseError, match="can.t run this command"):
+        queue.acknowledge_and_claim(first[0], b"answer", 0.2)
+
+    assert client.lrange(KEYS.inflight(session_id), 0, -1) == [b"first"]

@@ -13,12 +13,17 @@ Round trips: a wait is a BLMOVE followed by a drain script in the same
 write, so Redis drains the rest of the queue as soon as the BLMOVE returns.
 The acknowledgement of a batch's last item goes in front of them in that
 write, so a worker that serves one request at a time costs Redis one round
-trip per request.
+trip per request. Where the server accepts CLIENT REPLY SKIP, that
+acknowledgement goes without a reply, so the worker wakes once per request,
+when the next request arrives, instead of also on the acknowledgement's
+reply. A failed acknowledgement then goes unseen, but its item stays in
+inflight, where the drain after the wait returns it with the next batch.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import hiredis
@@ -75,6 +80,12 @@ return 1
 """
 
 
+# Sent after CLIENT REPLY SKIP and a PING to learn whether the server skips
+# replies (see RequestQueue._server_skips_replies).
+_PROBE = b"bellhop-reply-skip-probe"
+_SKIP_NEXT_REPLY = ("CLIENT", "REPLY", "SKIP")
+
+
 class WaitInterrupted(BaseException):
     """Raised by a signal handler to end a BLMOVE that is waiting for a request.
 
@@ -126,6 +137,9 @@ class RequestQueue:
         self._inflight_may_hold_more = True
         self._waiting = False
         self._stop_waiting = False
+        # Whether the server skips replies on CLIENT REPLY SKIP; None until a
+        # probe finds out, and again after a failed round trip.
+        self._skips_replies: bool | None = None
 
     def claim(self, block_timeout_s: float) -> list[bytes]:
         """Return the next batch, oldest first, or [] when none came in time.
@@ -153,8 +167,9 @@ class RequestQueue:
         """Acknowledge the last item of a batch, then claim the next batch.
 
         Usually one write carries the acknowledgement, the BLMOVE and the
-        drain. The acknowledgement's reply is read before a signal may
-        interrupt the wait, so its response is published in any case.
+        drain. Redis runs the acknowledgement before it starts waiting, and
+        its reply, when there is one, is read before a signal may interrupt
+        the wait, so its response is published in any case.
         """
         acknowledgement = self._acknowledge_command(item, response)
         if self._inflight_may_hold_more:
@@ -162,6 +177,17 @@ class RequestQueue:
             # BLMOVE on an empty queue would keep waiting until its timeout.
             self.acknowledge(item, response)
             return self.claim(block_timeout_s)
+        if self._stop_waiting:
+            return self._wait_and_drain(block_timeout_s, [acknowledgement])
+        if self._skips_replies is None:
+            self._skips_replies = self._server_skips_replies()
+        if self._skips_replies:
+            # No reply to read means no wakeup before the next request. An
+            # acknowledgement that failed left its item at the oldest end of
+            # inflight, and the drain after the BLMOVE returns it again.
+            return self._wait_and_drain(
+                block_timeout_s, [], unanswered=[_SKIP_NEXT_REPLY, acknowledgement]
+            )
         return self._wait_and_drain(block_timeout_s, [acknowledgement])
 
     def interrupt_wait(self) -> None:
@@ -196,9 +222,17 @@ class RequestQueue:
         )
 
     def _wait_and_drain(
-        self, block_timeout_s: float, before: list[tuple[Any, ...]]
+        self,
+        block_timeout_s: float,
+        before: list[tuple[Any, ...]],
+        unanswered: Sequence[tuple[Any, ...]] = (),
     ) -> list[bytes]:
-        """Send the commands in before, then BLMOVE and drain, in one write."""
+        """Send unanswered and before, then BLMOVE and drain, in one write.
+
+        Commands in unanswered get no reply: they are CLIENT REPLY SKIP and
+        the command it silences. Replies to the commands in before are read
+        first.
+        """
         if self._stop_waiting:
             if before:
                 self._round_trip(before)
@@ -206,7 +240,7 @@ class RequestQueue:
         # Redis 6+ accepts a fractional BLMOVE timeout.
         wait = ("BLMOVE", *self._keys, "RIGHT", "LEFT", block_timeout_s)
         drain = ("EVAL", _DRAIN_AFTER_WAIT_SCRIPT, 2, *self._keys, self._max_batch)
-        connection = self._send([*before, wait, drain])
+        connection = self._send([*unanswered, *before, wait, drain])
         # A signal that arrives until the flag is set below only sets
         # _stop_waiting, so the replies to before are always read.
         try:
@@ -229,12 +263,13 @@ class RequestQueue:
             return []
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             connection.disconnect()
-            if not before:
+            if not before and not unanswered:
                 raise
-            # The acknowledgement in before was read, so a retry must not send
-            # it again: a second LREM could drop an identical item that the
-            # lost BLMOVE parked. Report no batch. The next claim drains
-            # first, which returns anything the BLMOVE moved.
+            # The acknowledgement went out, so a retry must not send it
+            # again: a second LREM could drop an identical item that the lost
+            # BLMOVE parked. Report no batch. The next claim drains first,
+            # which returns anything the BLMOVE moved, and the item itself
+            # when its acknowledgement never ran.
             logger.warning(
                 "session %s lost its Redis connection while waiting for requests "
                 "error=%r; claiming again",
@@ -245,6 +280,31 @@ class RequestQueue:
         finally:
             self._waiting = False
         return self._note_batch(list(reversed(newest_first)))
+
+    def _server_skips_replies(self) -> bool:
+        """Send CLIENT REPLY SKIP, PING and ECHO; True when only ECHO replies.
+
+        A server or proxy that rejects or ignores CLIENT REPLY (an ACL that
+        denies it, say) replies to all three, and the queue then reads every
+        acknowledgement's reply.
+        """
+        connection = self._send([_SKIP_NEXT_REPLY, ("PING",), ("ECHO", _PROBE)])
+        for position in range(3):
+            try:
+                reply = self._read(connection, 1)[0]
+            except redis.ResponseError:
+                continue
+            if reply == _PROBE:
+                skips = position == 0
+                logger.debug(
+                    "session %s Redis skips replies on CLIENT REPLY SKIP: %s",
+                    self._session_id,
+                    skips,
+                )
+                return skips
+        # Replies that match neither case: start over on a new connection.
+        connection.disconnect()
+        return False
 
     def _drain_into_inflight(self) -> list[bytes]:
         drain = ("EVAL", _DRAIN_SCRIPT, 2, *self._keys, self._max_batch)
@@ -259,6 +319,7 @@ class RequestQueue:
         """
         self._seen_empty = False
         self._inflight_may_hold_more = True
+        self._skips_replies = None
 
     def _note_batch(self, batch: list[bytes]) -> list[bytes]:
         """Set _seen_empty and _inflight_may_hold_more from a drain's batch."""
