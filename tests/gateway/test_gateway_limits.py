@@ -39,8 +39,10 @@ def test_oversize_message_rejected(
     session_id, as_object, as_text, after = run(scenario())
 
     assert as_object["error"]["code"] == MESSAGE_TOO_LARGE
+    assert as_object["id"] == 1
     assert "GATEWAY_MAX_MESSAGE_BYTES" in as_object["error"]["message"]
     assert as_text["error"]["code"] == MESSAGE_TOO_LARGE
+    assert as_text["id"] is None
     assert after["result"]["pong"] is True
     assert [item["method"] for item in orchestrator.workers[session_id].items] == [
         "ping"

@@ -199,6 +199,16 @@ def test_settings_reject_short_secret() -> None:
     assert "32 bytes" in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("message_bytes", "frame_bytes"),
+    [(262_144, 1_048_576), (4096, 69_632), (1_000_000, 4_000_000)],
+)
+def test_settings_frame_limit_leaves_room(message_bytes: int, frame_bytes: int) -> None:
+    settings = GatewaySettings(gateway_max_message_bytes=message_bytes)
+
+    assert settings.engine_max_bytes == frame_bytes
+
+
 def test_settings_empty_secret_means_anonymous() -> None:
     assert GatewaySettings(gateway_secret="").gateway_secret is None
 

@@ -39,6 +39,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def _request_id(payload: Any) -> Any:
+    """Return the id of a single request that was rejected whole, else None."""
+    if isinstance(payload, dict):
+        request_id = payload.get("id")
+        if isinstance(request_id, str | int) and not isinstance(request_id, bool):
+            return request_id
+    return None
+
+
 def _ended_message(link: SessionLink) -> str:
     return (
         f"Session ended ({link.state.value}: {link.message}); "
@@ -55,7 +64,7 @@ async def handle_rpc(link: SessionLink, payload: Any) -> Any:
         )
     except RpcError as exc:
         logger.debug("%s rejected a message code=%d", link.label, exc.code)
-        return error_response(None, exc.code, exc.message)
+        return error_response(_request_id(payload), exc.code, exc.message)
     if not prepared.queued:
         return build_ack(prepared, {})
     if link.finished or link.closed:

@@ -103,13 +103,16 @@ class GatewaySettings(BaseServiceSettings):
 
     @property
     def engine_max_bytes(self) -> int:
-        """Return the engine.io frame limit: the message limit plus headroom.
+        """Return the websocket frame limit: 4 x the message limit, at least +64 KiB.
 
-        The headroom lets a message slightly over GATEWAY_MAX_MESSAGE_BYTES
-        reach the rpc handler, which returns a JSON-RPC error. A frame
-        over this limit is dropped by engine.io, which closes the connection.
+        The headroom lets a message up to 4 times GATEWAY_MAX_MESSAGE_BYTES
+        reach the rpc handler, which returns a JSON-RPC error that names the
+        limit. A frame over this limit makes the server close the connection
+        (websocket close code 1009) without an error, so it stays a bound on
+        the memory one message can take: 1 MiB with the default limit.
         """
-        return self.gateway_max_message_bytes + 65_536
+        limit = self.gateway_max_message_bytes
+        return max(4 * limit, limit + 65_536)
 
     @property
     def record_ttl_s(self) -> int:
