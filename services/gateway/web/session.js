@@ -87,8 +87,11 @@ window.BellhopSession = (function () {
   function rpc(payload) {
     return new Promise((resolve, reject) => {
       socket.timeout(RPC_TIMEOUT_MS).emit("rpc", payload, (error, response) => {
-        if (error) reject(new Error("the gateway did not respond in time"));
-        else resolve(response);
+        if (!error) resolve(response);
+        else if (socket.connected) reject(new Error("the gateway did not respond in time"));
+        // socket.io-client fails waiting calls when the connection drops. The
+        // explorer sends its query again once the resumed session is ready.
+        else reject(new Error("the connection dropped before the response arrived"));
       });
     });
   }
