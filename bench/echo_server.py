@@ -36,6 +36,10 @@ def main() -> None:
         port=args.port,
         log_config=None,
         access_log=False,
+        # The gateway's default (GATEWAY_WS_COMPRESSION=false). Clients that
+        # offer permessage-deflate, as socket.io-client on Node.js does, would
+        # otherwise get every frame compressed here and not at the gateway.
+        ws_per_message_deflate=False,
     )
 
 
