@@ -2,8 +2,8 @@
 
 On connect it emits the `session` event with state `ready`, or `failed` when
 the auth dataset is "broken". It acknowledges each `rpc` request with a
-JSON-RPC result after --delay-s seconds, except warm-up requests (negative
-ids), which it acknowledges at once.
+JSON-RPC result (count 0, took_ms 0.0) after --delay-s seconds, except
+warm-up requests (negative ids), which it acknowledges at once.
 
     python tests/bench/slow_gateway.py --port 8765 --delay-s 0.6
 """
@@ -28,14 +28,19 @@ def create_app(delay_s: float) -> socketio.ASGIApp:
         asyncio.get_running_loop().call_later(
             0.05,
             lambda: asyncio.ensure_future(
-                server.emit("session", {"state": state, "message": state}, to=sid)
+                server.emit(
+                    "session",
+                    {"session_id": sid, "state": state, "message": state},
+                    to=sid,
+                )
             ),
         )
 
     async def rpc(sid: str, request: dict[str, Any]) -> dict[str, Any]:
         if request["id"] >= 0:
             await asyncio.sleep(delay_s)
-        return {"jsonrpc": "2.0", "id": request["id"], "result": {"count": 0}}
+        result = {"count": 0, "took_ms": 0.0}
+        return {"jsonrpc": "2.0", "id": request["id"], "result": result}
 
     server.on("connect", connect)
     server.on("rpc", rpc)

@@ -106,8 +106,38 @@ def test_quick_paths_all_measured(quick_run: dict[str, object]) -> None:
     assert e2e["path"]["n"] > 0
     assert e2e["echo"]["n"] == e2e["path"]["n"]
     assert e2e["redis_round_trip"]["n"] == e2e["path"]["n"]
+    assert e2e["node_path"]["n"] == e2e["path"]["n"]
+    assert e2e["node_echo"]["n"] == e2e["path"]["n"]
+    assert e2e["node_engine_took"]["n"] == e2e["path"]["n"]
+    assert e2e["node_p50_floor_ratio"] > 0
+    assert e2e["p50_floor_ratio"] > 0
     assert set(polling["latency"]) == {"polling", "blocking drain"}
     assert set(polling["idle"]) == {"polling", "blocking drain"}
+
+
+def test_quick_e2e_rows_cover_both_clients(quick_run: dict[str, object]) -> None:
+    page = str(quick_run["page"])
+    section = page.split("\n## End-to-end filter latency\n", 1)[1].split("\n## ")[0]
+    for client in ("Node.js", "python-socketio"):
+        assert f"| {client} end to end: " in section, client
+        assert f"| {client} floor part 1: Socket.IO echo " in section, client
+        assert f"{client} client: floor (its echo plus the Redis round trip)" in section
+    assert "| floor part 2, both clients: Redis " in section
+    assert "The targets are judged on the Node.js client" in section
+
+
+def test_quick_e2e_targets_use_node(quick_run: dict[str, object]) -> None:
+    results = quick_run["results"]
+    e2e = results["End-to-end filter latency"]  # type: ignore[index]
+    suite = str(quick_run["page"]).split("\n## End-to-end filter latency\n", 1)[0]
+    assert e2e["targets_client"] == "node"
+    assert "socket.io-client" in e2e["clients"]["node"]
+    assert "python-socketio" in e2e["clients"]["python"]
+    ratio = (
+        f"| e2e filter p50 vs floor | < 3 x floor | {e2e['node_p50_floor_ratio']:.1f} x"
+    )
+    assert ratio in suite
+    assert "Node.js client |" in suite
 
 
 def test_write_sections_replaces_only_own(tmp_path: Path) -> None:
