@@ -11,12 +11,15 @@ AsyncClient in this process.
 
 Floor, measured in the same run and interleaved with the paths in blocks, so
 a change in the machine's load hits all of them alike:
-- Socket.IO echo: each client calls a bare python-socketio server under
-  uvicorn that acknowledges the request with the payload it received.
+- Socket.IO round trip: each client calls a bare python-socketio server
+  under uvicorn that acknowledges the request with the recorded filter
+  response, so the client receives and decodes the same bytes as on the
+  path.
 - Redis round trip: this process LPUSHes the request text and waits on a
-  subscription. Another process BLPOPs it and PUBLISHes a text as long as
-  the real filter response.
-A client's floor is the sum of its echo and the shared Redis round trip.
+  subscription. Another process BLPOPs it and PUBLISHes the recorded filter
+  response.
+A client's floor is the sum of its Socket.IO round trip and the shared Redis
+round trip.
 
 Then, for the cost breakdown, a run of requests with the CPU time of every
 process read from /proc before and after, and (unless disabled) a py-spy
@@ -33,6 +36,7 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from harness import (
@@ -257,23 +261,22 @@ async def _profile(
     return lines
 
 
-def _start_echo_server(processes: Processes) -> str:
-    """Start the bare Socket.IO echo server and return its URL once it listens."""
+def _start_echo_server(processes: Processes, response_file: Path) -> str:
+    """Start the bare Socket.IO server and return its URL once it listens.
+
+    It acknowledges every request with the recorded filter response.
+    """
     echo_port = free_port()
-    processes.start(
-        "echo-server",
-        [sys.executable, "bench/echo_server.py", "--port", str(echo_port)],
-        bench_env(),
-    )
+    command = [sys.executable, "bench/echo_server.py", "--port", str(echo_port)]
+    command += ["--response-file", str(response_file)]
+    processes.start("echo-server", command, bench_env())
     wait_until(lambda: port_is_open(echo_port), 30, "the Socket.IO echo server")
     return f"http://127.0.0.1:{echo_port}"
 
 
 def _start_redis_responder(
-    processes: Processes, redis: RedisServer, response_text: str
+    processes: Processes, redis: RedisServer, response_file: Path
 ) -> RedisRoundTrip:
-    response_file = processes.log_dir / "floor-response.json"
-    response_file.write_text(response_text)
     trip = RedisRoundTrip(redis, json.dumps(filter_request(1, FILTER_PARAMS)))
     processes.start(
         "redis-responder",
@@ -298,9 +301,19 @@ async def _connect_clients(
     stack: AsyncExitStack, processes: Processes, system: BellhopSystem
 ) -> tuple[Clients, int]:
     """Connect both clients and the Redis round trip, each closed by stack."""
-    echo_url = _start_echo_server(processes)
-    # The gateway provisions the Node.js client's worker while the Python
-    # client waits for its own.
+    path = SessionClient()
+    stack.push_async_callback(path.close)
+    await path.connect(system.gateway_url, {"dataset": "flights"})
+    await path.wait_ready(READY_TIMEOUT_S)
+    # Both floor servers send back the real filter response, so each floor
+    # moves the same bytes as the path.
+    _, response = await _timed_call(path, filter_request(0, FILTER_PARAMS))
+    response_text = json.dumps(response, separators=(",", ":"))
+    response_file = processes.log_dir / "floor-response.json"
+    response_file.write_text(response_text)
+    echo_url = _start_echo_server(processes, response_file)
+    trip = _start_redis_responder(processes, system.redis, response_file)
+    stack.callback(trip.close)
     node = await stack.enter_async_context(
         sequential_client(
             system.gateway_url,
@@ -311,15 +324,7 @@ async def _connect_clients(
             processes.log_dir / "sequential-client.log",
         )
     )
-    path = SessionClient()
-    stack.push_async_callback(path.close)
-    await path.connect(system.gateway_url, {"dataset": "flights"})
-    await path.wait_ready(READY_TIMEOUT_S)
     node_ready = await node.wait_ready(READY_TIMEOUT_S)
-    _, response = await _timed_call(path, filter_request(0, FILTER_PARAMS))
-    response_text = json.dumps(response, separators=(",", ":"))
-    trip = _start_redis_responder(processes, system.redis, response_text)
-    stack.callback(trip.close)
     echo = SessionClient()
     stack.push_async_callback(echo.close)
     await echo.connect(echo_url)
@@ -457,8 +462,8 @@ def _client_rows(client: ClientResult) -> list[str]:
             client.path,
         ),
         stats_row(
-            f"{client.label} floor part 1: Socket.IO echo (client, bare server, "
-            "client)",
+            f"{client.label} floor part 1: Socket.IO round trip (client, bare "
+            "server that replies with the recorded response, client)",
             client.echo,
         ),
         stats_row(
@@ -469,7 +474,7 @@ def _client_rows(client: ClientResult) -> list[str]:
 
 def _floor_sentence(client: ClientResult) -> str:
     return (
-        f"{client.label} client: floor (its echo plus the Redis round trip) "
+        f"{client.label} client: floor (both round trips) "
         f"p50 {ms(client.floor_p50)} ms, p99 {ms(client.floor_p99)} ms. "
         f"End to end p50 is {client.ratio:.1f} x the floor, "
         f"p99 {ms(client.path.p99)} ms."

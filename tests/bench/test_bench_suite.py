@@ -120,8 +120,8 @@ def test_quick_e2e_rows_cover_both_clients(quick_run: dict[str, object]) -> None
     section = page.split("\n## End-to-end filter latency\n", 1)[1].split("\n## ")[0]
     for client in ("Node.js", "python-socketio"):
         assert f"| {client} end to end: " in section, client
-        assert f"| {client} floor part 1: Socket.IO echo " in section, client
-        assert f"{client} client: floor (its echo plus the Redis round trip)" in section
+        assert f"| {client} floor part 1: Socket.IO round trip " in section, client
+        assert f"{client} client: floor (both round trips)" in section
     assert "| floor part 2, both clients: Redis " in section
     assert "The targets are judged on the Node.js client" in section
 
