@@ -496,8 +496,8 @@ def _lines(
         f"session: {versions['node']} (bench/sequential_client.js), and "
         f"{versions['python']} (AsyncClient over aiohttp) in the benchmark "
         f"process. {plan.blocks} blocks of {plan.block_size} requests ran on "
-        "each of five paths in turn (python-socketio path and echo, Node.js "
-        "path and echo, Redis round trip), after "
+        "each of five paths in turn (python-socketio path and Socket.IO round "
+        "trip, Node.js path and Socket.IO round trip, Redis round trip), after "
         f"{plan.warmup} warm-up requests each.",
         "",
         *stats_header(),
