@@ -53,6 +53,7 @@ from harness import (
     summarize,
     wait_until,
 )
+from node_child import find_node
 from profiling import (
     find_py_spy,
     profile_markdown,
@@ -62,7 +63,6 @@ from profiling import (
 from report import Context, Section, Target, ms, stats_header, stats_row
 from sequential_client import (
     SequentialClient,
-    find_node_client,
     sequential_client,
     socket_io_client_version,
 )
@@ -340,7 +340,7 @@ async def _connect_clients(
 
 async def _run_async(ctx: Context) -> Section:
     plan = QUICK_PLAN if ctx.quick else FULL_PLAN
-    find_node_client()  # raises before any service starts when Node.js is missing
+    find_node()  # raises before any service starts when Node.js is missing
     processes = Processes(ctx.log_dir("e2e"))
     try:
         with redis_server(processes) as redis:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import summarize
-from load_generator import NODE_MODULES
+from node_child import NODE_MODULES
 from report import Section, Target, ms, stats_header, stats_row
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ BENCH_DIR = REPO / "bench"
 sys.path.insert(0, str(BENCH_DIR))
 
 from harness import BenchError  # noqa: E402
-from load_generator import find_node  # noqa: E402
+from node_child import find_node  # noqa: E402
 from report import Section, write_sections  # noqa: E402
 
 # The module fixture runs the whole quick suite inside the first test.

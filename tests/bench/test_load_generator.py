@@ -31,7 +31,8 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from cpu_meter import CpuMeter  # noqa: E402
 from harness import BenchError  # noqa: E402
-from load_generator import LoadGenerator, find_node  # noqa: E402
+from load_generator import LoadGenerator  # noqa: E402
+from node_child import find_node  # noqa: E402
 
 ACK_DELAY_S = 0.6
 INTERVAL_MS = 100

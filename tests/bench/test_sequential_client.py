@@ -23,9 +23,11 @@ from support import REPO, ServiceProcess, free_port, skip_or_fail, wait_for_port
 BENCH_DIR = REPO / "bench"
 sys.path.insert(0, str(BENCH_DIR))
 
+import node_child  # noqa: E402
 import sequential_client as client_module  # noqa: E402
 from harness import BenchError  # noqa: E402
-from sequential_client import SequentialClient, find_node_client  # noqa: E402
+from node_child import find_node  # noqa: E402
+from sequential_client import SequentialClient  # noqa: E402
 
 ACK_DELAY_S = 0.1
 READY_TIMEOUT_S = 10.0
@@ -59,7 +61,7 @@ def _start_echo_server(log_dir: Path) -> tuple[ServiceProcess, str]:
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     """Start the slow gateway and the echo server, and return their URLs."""
     try:
-        find_node_client()
+        find_node()
     except BenchError as exc:
         skip_or_fail(str(exc))
     log_dir = tmp_path_factory.mktemp("servers")
@@ -210,7 +212,7 @@ def test_missing_node_names_fix(
     monkeypatch.setenv("PATH", str(tmp_path))
 
     with pytest.raises(BenchError, match=r"node is not on PATH.*`make install`"):
-        find_node_client()
+        find_node()
 
 
 def test_missing_package_names_fix(
@@ -218,9 +220,9 @@ def test_missing_package_names_fix(
 ) -> None:
     if shutil.which("node") is None:
         skip_or_fail("node is not on PATH, so the package check is not reached")
-    monkeypatch.setattr(client_module, "NODE_MODULES", tmp_path)
+    monkeypatch.setattr(node_child, "NODE_MODULES", tmp_path)
 
     with pytest.raises(
         BenchError, match=r"socket.io-client is missing.*`make install`"
     ):
-        find_node_client()
+        find_node()
