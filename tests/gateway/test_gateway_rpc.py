@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import redis
 from gateway_client import GatewayClient, request, run
 from gateway_fakes import KEYS, FakeOrchestrator
 from support import wait_until
+from websockets.sync.client import connect as ws_connect
 
 
 async def ready_client(url: str, dataset: str = "flights") -> GatewayClient:
@@ -257,3 +259,67 @@ def test_requests_queued_in_sent_order(
     assert [response["result"]["n"] for response in responses] == list(range(5))
     queued = orchestrator.workers[session_id].items
     assert [item["params"]["n"] for item in queued] == list(range(5))
+
+
+def test_deep_nesting_as_text_is_parse_error(
+    gateway: Any, orchestrator: FakeOrchestrator, redis_client: redis.Redis
+) -> None:
+    deep = '{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": ' + (
+        "[" * 1500 + "]" * 1500 + "}"
+    )
+
+    async def scenario() -> tuple[str, Any, Any]:
+        client = await ready_client(gateway.url)
+        try:
+            response = await client.rpc(deep)
+            after = await client.rpc(request(2, "ping"))
+            return client.session_id, response, after
+        finally:
+            await client.close()
+
+    session_id, response, after = run(scenario())
+
+    assert response["error"]["code"] == -32700
+    assert "1,000 levels deep" in response["error"]["message"]
+    assert after["result"]["pong"] is True
+    assert [item["method"] for item in orchestrator.workers[session_id].items] == [
+        "ping"
+    ]
+
+
+def test_deep_nesting_as_object_is_acknowledged(
+    gateway: Any, orchestrator: FakeOrchestrator, redis_client: redis.Redis
+) -> None:
+    # No Socket.IO client encodes a payload this deep, so the frames go out
+    # by hand: engine.io open, Socket.IO connect, then events with ack ids.
+    url = gateway.url.replace("http://", "ws://") + (
+        "/socket.io/?EIO=4&transport=websocket"
+    )
+    depth = 5000
+    deep = (
+        '{"jsonrpc":"2.0","id":7,"method":"filter","params":{"where":'
+        + "[" * depth
+        + "]" * depth
+        + "}}"
+    )
+
+    def acknowledgement(socket: Any, ack_id: int) -> Any:
+        while True:
+            frame = socket.recv(timeout=10)
+            if frame == "2":
+                socket.send("3")
+            elif frame.startswith(f"43{ack_id}["):
+                return json.loads(frame[len(f"43{ack_id}") :])[0]
+
+    with ws_connect(url) as socket:
+        socket.recv(timeout=10)
+        socket.send('40{"dataset":"flights"}')
+        socket.send(f'421["rpc",{deep}]')
+        response = acknowledgement(socket, 1)
+        socket.send('422["rpc",{"jsonrpc":"2.0","id":8,"method":"ping"}]')
+        connected = acknowledgement(socket, 2)
+
+    assert response["error"]["code"] == -32700
+    assert response["id"] is None
+    assert "1,000 levels deep" in response["error"]["message"]
+    assert connected["id"] == 8

@@ -146,7 +146,7 @@ def test_dispatch_deep_nesting_is_parse_error(dispatcher: Dispatcher) -> None:
     response = answer(dispatcher, "[" * 100_000 + "]" * 100_000)
 
     assert response["error"]["code"] == -32700
-    assert "deeply" in response["error"]["message"]
+    assert "1,000 levels deep" in response["error"]["message"]
 
 
 @pytest.mark.parametrize("message", [42, "text", None, True, 1.5])

@@ -81,14 +81,32 @@ class Envelope:
     is_notification: bool
 
 
+# The standard library's parser recurses once per level, so it gives up after
+# about this many levels at the default recursion limit (orjson at 1,024).
+NESTING_LIMIT_TEXT = "about 1,000 levels"
+
+
+def nested_too_deeply_error() -> RpcError:
+    return RpcError(
+        PARSE_ERROR,
+        "Parse error: the message nests arrays or objects more than "
+        f"{NESTING_LIMIT_TEXT} deep; flatten it.",
+    )
+
+
 def parse_json(text: str | bytes) -> Any:
-    """Decode one message, raising RpcError(PARSE_ERROR) when it is not JSON."""
+    """Decode one message, raising RpcError(PARSE_ERROR) when it is not JSON.
+
+    A message nested too deeply for the parser is a parse error too.
+    """
     try:
         return json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RpcError(
             PARSE_ERROR, f"Parse error: the message is not valid JSON ({exc})."
         ) from exc
+    except RecursionError:
+        raise nested_too_deeply_error() from None
 
 
 def _is_valid_id(value: Any) -> bool:

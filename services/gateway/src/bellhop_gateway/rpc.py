@@ -23,11 +23,12 @@ from bellhop_shared.jsonrpc import (
     RpcError,
     error_for_invalid,
     error_response,
+    nested_too_deeply_error,
     parse_envelope,
     parse_json,
 )
 
-from bellhop_gateway.sio_json import dumps
+from bellhop_gateway.sio_json import NESTED_TOO_DEEPLY, dumps
 
 
 @dataclass
@@ -92,6 +93,8 @@ def message_size_bytes(payload: Any) -> int:
 
 def decode_payload(payload: Any, max_bytes: int) -> Any:
     """Return the decoded message; raise RpcError when too large or not JSON."""
+    if payload is NESTED_TOO_DEEPLY:
+        raise nested_too_deeply_error()
     size_bytes = message_size_bytes(payload)
     if size_bytes > max_bytes:
         raise RpcError(

@@ -14,11 +14,17 @@ an outgoing packet, python-socketio walks its whole payload in Python to look
 for bytes, which for a filter result with every facet counted cost more than
 the encoding itself. orjson refuses bytes, so a payload that encodes has none:
 the packet encodes once, up front, and keeps the text.
+
+An incoming event nested too deeply for the parsers would make python-socketio
+drop the packet, and a call waiting for its acknowledgement would never get
+one. `JsonPacket` decodes such an event as `[name, NESTED_TOO_DEEPLY]`
+instead, so the event's handler can answer with a parse error.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
@@ -26,6 +32,19 @@ import orjson
 from socketio import packet
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
+# The event name opens the packet's JSON array; the header before it holds
+# only the packet type, the namespace and the ack id.
+_EVENT_NAME = re.compile(r'\[\s*"((?:[^"\\]|\\.){1,200})"')
+
+
+class NestedTooDeeply:
+    """The payload of an event that JSON parsers could not decode for depth."""
+
+    def __repr__(self) -> str:
+        return "NESTED_TOO_DEEPLY"
+
+
+NESTED_TOO_DEEPLY = NestedTooDeeply()
 
 
 def dumps(data: Any, **kwargs: Any) -> str:
@@ -72,6 +91,17 @@ class JsonPacket(packet.Packet):
             else:
                 binary = False
         super().__init__(packet_type, data, namespace, id, binary, encoded_packet)
+
+    def decode(self, encoded_packet: Any) -> int:
+        try:
+            return int(super().decode(encoded_packet))
+        except RecursionError:
+            # The header (type, namespace, id) was read before the payload.
+            name = _EVENT_NAME.search(encoded_packet or "")
+            if self.packet_type != packet.EVENT or name is None:
+                raise
+            self.data = [name.group(1), NESTED_TOO_DEEPLY]
+            return 0
 
     def encode(self) -> Any:
         if self._text is None or self.packet_type not in (packet.EVENT, packet.ACK):

@@ -19,7 +19,6 @@ from bellhop_shared.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
-    PARSE_ERROR,
     Envelope,
     InvalidParams,
     RpcError,
@@ -75,8 +74,6 @@ class Dispatcher:
             message = parse_json(raw)
         except RpcError as exc:
             return encode(error_response(None, exc.code, exc.message))
-        except RecursionError:
-            return encode(_too_deep_error())
         response = self.handle_message(message)
         return None if response is None else encode(response)
 
@@ -229,14 +226,6 @@ def _to_builtin(value: Any) -> Any:
     if callable(to_list):
         return to_list()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _too_deep_error() -> Response:
-    return error_response(
-        None,
-        PARSE_ERROR,
-        "Parse error: the message nests arrays or objects too deeply; flatten it.",
-    )
 
 
 def _internal_error(envelope: Envelope) -> Response:
