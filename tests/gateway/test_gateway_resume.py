@@ -112,6 +112,31 @@ def test_resume_takes_over_live_socket(
 
     assert answer["result"]["session_id"] == first.session_id
     assert orchestrator.calls_for(first.session_id, "DELETE") == []
+    assert first.states[-1] == "ended"
+    assert first.events[-1]["message"] == (
+        "This session was resumed by another connection."
+    )
+
+
+def test_resume_on_same_gateway_ends_old_tab(
+    gateway: Any, orchestrator: FakeOrchestrator, redis_client: redis.Redis
+) -> None:
+    async def scenario() -> tuple[GatewayClient, Any]:
+        first = await started_session(gateway.url)
+        second = await resume(gateway.url, first.session_id, first.resume_token)
+        try:
+            await first.wait_for(lambda c: c.disconnected.is_set())
+            await second.wait_ready()
+            return first, await second.rpc(request(3, "whoami"))
+        finally:
+            await second.close()
+            await first.close()
+
+    first, answer = run(scenario())
+
+    assert answer["result"]["session_id"] == first.session_id
+    assert first.states[-1] == "ended"
+    assert "resumed by another connection" in first.events[-1]["message"]
 
 
 def test_wrong_resume_token_rejected(gateway: Any, redis_client: redis.Redis) -> None:

@@ -24,6 +24,7 @@ from bellhop_shared.jsonrpc import (
 )
 from bellhop_shared.keys import new_session_id
 from bellhop_shared.redis_client import connection_options, tls_options
+from bellhop_shared.states import SessionState
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -33,7 +34,7 @@ from bellhop_gateway.auth import ConnectRequest, read_connect_request, reject
 from bellhop_gateway.context import GatewayContext
 from bellhop_gateway.grace import GraceKeeper
 from bellhop_gateway.limits import Limits, QueueAdmitter
-from bellhop_gateway.link import SessionLink
+from bellhop_gateway.link import RESUMED_ELSEWHERE_MESSAGE, SessionLink
 from bellhop_gateway.orchestrator import OrchestratorClient
 from bellhop_gateway.rpc import IdRewriter
 from bellhop_gateway.settings import GatewaySettings
@@ -281,7 +282,7 @@ class Gateway:
         if result is not AttachResult.ATTACHED:
             raise self._not_found()
         if previous and previous != attachment:
-            await self._take_over(record.session_id, previous)
+            await self._take_over(record, previous)
         return SessionLink(self.ctx, record, sid, request.resume_token, is_new=False)
 
     def _not_found(self) -> socketio.exceptions.ConnectionRefusedError:
@@ -290,13 +291,30 @@ class Gateway:
             "No such session, or it has ended; connect with a dataset to start anew.",
         )
 
-    async def _take_over(self, session_id: str, previous: str) -> None:
-        """Disconnect the socket that held the session, on whichever replica."""
+    async def _take_over(self, record: SessionRecord, previous: str) -> None:
+        """Tell the socket that held the session it ended, then disconnect it.
+
+        The socket may be on any replica. The event and the disconnect go
+        through the Socket.IO manager's Redis channel in that order.
+        """
         _, _, old_socket_sid = previous.partition("/")
         logger.info(
-            "gateway %s session %s taken over from %s", self.id, session_id, previous
+            "gateway %s session %s taken over from %s",
+            self.id,
+            record.session_id,
+            previous,
         )
+        ended = {
+            "session_id": record.session_id,
+            "resume_token": None,
+            "state": SessionState.ENDED.value,
+            "progress": 0.0,
+            "message": RESUMED_ELSEWHERE_MESSAGE,
+            "dataset": record.dataset,
+            "worker_id": None,
+        }
         try:
+            await self.sio.emit("session", ended, to=old_socket_sid)
             await self.sio.disconnect(old_socket_sid)
         except (RedisError, OSError) as exc:
             logger.warning("gateway %s take-over notice failed error=%r", self.id, exc)

@@ -40,6 +40,7 @@ READY_POLL_S = 5.0
 MISSED_HEARTBEATS_LIMIT = 2
 # How long a new session may wait for its worker's first heartbeat.
 START_TIMEOUT_S = 180.0
+RESUMED_ELSEWHERE_MESSAGE = "This session was resumed by another connection."
 
 _RANK = {
     SessionState.PROVISIONING: 0,
@@ -370,5 +371,5 @@ class SessionLink:
             message = "This session was ended."
         else:
             logger.info("%s now held by another connection", self.label)
-            message = "This session was resumed by another connection."
+            message = RESUMED_ELSEWHERE_MESSAGE
         self.finish(SessionState.ENDED, message)
