@@ -233,6 +233,13 @@ def test_dispatch_empty_params_for_ping_accepted(
     assert response["result"]["pong"] is True
 
 
+def test_dispatch_empty_array_params_for_filter(dispatcher: Dispatcher) -> None:
+    response = answer(dispatcher, request("filter", 13, params=[]))
+
+    assert "result" in response, response
+    assert response["id"] == 13
+
+
 def test_dispatch_engine_invalid_params(dispatcher: Dispatcher) -> None:
     response = answer(dispatcher, request("filter", 12, params={"limit": "ten"}))
 

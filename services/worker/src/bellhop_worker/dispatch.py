@@ -138,6 +138,9 @@ class Dispatcher:
 def _check_params(envelope: Envelope, method: Method) -> Params:
     name = envelope.method
     params = envelope.params
+    # An empty array means "no params" in either form, so it is accepted here.
+    if isinstance(params, list) and not params:
+        return {}
     if isinstance(params, list) and method.takes_params:
         raise InvalidParams(
             f"Invalid params: {name} takes its params by name, got an array; "
@@ -148,7 +151,6 @@ def _check_params(envelope: Envelope, method: Method) -> Params:
             f"Invalid params: {name} takes no params, got {_describe(params)}; "
             'omit "params" or send {}.'
         )
-    # An empty array means "no params" in either form, so it is accepted here.
     return params if isinstance(params, dict) else {}
 
 
