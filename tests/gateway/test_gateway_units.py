@@ -277,3 +277,29 @@ def test_queued_text_keeps_non_finite_numbers() -> None:
     text = prepare(message, IdRewriter("g-unit")).item_text()
 
     assert '"range":{"x":[NaN,1]}' in text
+
+
+@pytest.mark.parametrize(
+    "text", ['{"id":1180591620717411303424}', b'{"id":-18446744073709551616}']
+)
+def test_sio_json_keeps_wide_integers(text: str | bytes) -> None:
+    decoded = sio_json.loads(text)
+
+    assert isinstance(decoded["id"], int)
+    assert str(decoded["id"]) in str(text)
+
+
+def test_sio_json_wide_id_returns_as_sent() -> None:
+    message = sio_json.loads(
+        '{"jsonrpc":"2.0","id":1180591620717411303424,"method":"ping"}'
+    )
+    prepared = prepare(message, IdRewriter("g-unit"))
+    rewritten = prepared.slots[0].rewritten_id
+    assert rewritten is not None
+
+    ack = build_ack(
+        prepared, {rewritten: {"jsonrpc": "2.0", "id": rewritten, "result": 1}}
+    )
+    encoded = JsonPacket(packet.ACK, data=[ack], id=1).encode()
+
+    assert '"id":1180591620717411303424' in encoded

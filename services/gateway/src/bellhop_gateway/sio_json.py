@@ -5,9 +5,11 @@ python-engineio accept: they call `dumps(data, separators=(",", ":"))`, expect
 a str back, and call `loads` with str or bytes. orjson writes compact JSON
 already and returns bytes, so `dumps` decodes its output. Values that orjson
 rejects fall back to the standard library: integers wider than 64 bits when
-encoding, NaN and Infinity literals when decoding. Two differences remain:
-orjson writes NaN and infinities as null, where the standard library writes
-invalid JSON, and it decodes an integer wider than 64 bits as a float.
+encoding, NaN and Infinity literals when decoding. Text with a run of 20 or
+more digits is decoded by the standard library too, because orjson would
+turn an integer wider than 64 bits into a float, and a client's request id
+must come back as sent. One difference remains: orjson writes NaN and
+infinities as null, where the standard library writes invalid JSON.
 
 `JsonPacket` is the packet class the gateway's server uses. Before encoding
 an outgoing packet, python-socketio walks its whole payload in Python to look
@@ -37,6 +39,11 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS
 _EVENT_NAME = re.compile(r'\[\s*"((?:[^"\\]|\\.){1,200})"')
 
 
+# 20 digits can exceed 2**64 - 1, the widest integer orjson decodes exactly.
+_LONG_NUMBER = re.compile(r"\d{20}")
+_LONG_NUMBER_BYTES = re.compile(rb"\d{20}")
+
+
 class NestedTooDeeply:
     """The payload of an event that JSON parsers could not decode for depth."""
 
@@ -57,6 +64,9 @@ def dumps(data: Any, **kwargs: Any) -> str:
 
 
 def loads(text: str | bytes | bytearray, **kwargs: Any) -> Any:
+    pattern = _LONG_NUMBER if isinstance(text, str) else _LONG_NUMBER_BYTES
+    if pattern.search(text):
+        return json.loads(text, **kwargs)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
