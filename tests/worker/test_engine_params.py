@@ -10,6 +10,7 @@ import pytest
 from bellhop_shared.catalog import DatasetSpec
 from bellhop_shared.jsonrpc import INVALID_PARAMS, InvalidParams
 from bellhop_worker.engine import Engine
+from bellhop_worker.engine.conditions import MAX_WARNINGS
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +130,29 @@ def test_absent_numeric_value_warns(engine: Engine) -> None:
     [warning] = result["warnings"]
     assert warning["value"] == 13
     assert "valid values: 1, 7, 12" in warning["message"]
+
+
+def test_absent_value_warnings_are_capped(engine: Engine) -> None:
+    absent = list(range(100, 1100))
+
+    filtered = engine.filter({"where": {"month": [7, *absent]}})
+    computed = engine.compute(
+        {"exclude": {"month": absent}, "metrics": [{"op": "count"}]}
+    )
+
+    assert filtered["count"] == 3
+    assert len(filtered["warnings"]) == MAX_WARNINGS
+    assert filtered["warnings_omitted"] == len(absent) - MAX_WARNINGS
+    assert [w["value"] for w in filtered["warnings"]] == absent[:MAX_WARNINGS]
+    assert len(computed["warnings"]) == MAX_WARNINGS
+    assert computed["warnings_omitted"] == len(absent) - MAX_WARNINGS
+
+
+def test_few_warnings_have_no_omitted_count(engine: Engine) -> None:
+    result = engine.filter({"where": {"month": [13]}})
+
+    assert len(result["warnings"]) == 1
+    assert "warnings_omitted" not in result
 
 
 def test_timestamp_accepts_iso_text(engine: Engine) -> None:

@@ -75,8 +75,7 @@ def run_compute(index: Index, raw_params: Any) -> dict[str, Any]:
         result["group_missing"] = bitset.popcount(
             selection.bits & group_column.missing_bits
         )
-    if selection.warnings:
-        result["warnings"] = selection.warnings
+    selection.add_to(result)
     result["took_ms"] = round((time.perf_counter() - started) * 1000, 3)
     return result
 

@@ -26,6 +26,9 @@ from bellhop_worker.engine.values import coerce, coerce_bound
 
 # How many values a warning lists before it cuts off.
 _MAX_LISTED_VALUES = 30
+# Warnings listed per request; a where listing thousands of absent values
+# would otherwise get a response of megabytes.
+MAX_WARNINGS = 20
 
 
 @dataclass
@@ -34,6 +37,15 @@ class Selection:
 
     bits: np.ndarray
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    # Warnings left out of `warnings` because it already held MAX_WARNINGS.
+    warnings_omitted: int = 0
+
+    def add_to(self, result: dict[str, Any]) -> None:
+        """Add the warnings and the count of those left out to a result."""
+        if self.warnings:
+            result["warnings"] = self.warnings
+        if self.warnings_omitted:
+            result["warnings_omitted"] = self.warnings_omitted
 
 
 def select_rows(index: Index, params: dict[str, Any]) -> Selection:
@@ -199,6 +211,9 @@ def _range_rows(column: Column, bounds: list[Any]) -> np.ndarray:
 def _warn_absent(
     column: Column, value: Any, setting: str, selection: Selection
 ) -> None:
+    if len(selection.warnings) >= MAX_WARNINGS:
+        selection.warnings_omitted += 1
+        return
     if column.dictionary is not None:
         keys = [facet_key(column.type, v) for v in column.dictionary]
         valid = (

@@ -62,8 +62,7 @@ def run_filter(index: Index, raw_params: Any) -> dict[str, Any]:
         "rows": _rows(index, page, fields),
         "facets": facets,
     }
-    if selection.warnings:
-        result["warnings"] = selection.warnings
+    selection.add_to(result)
     result["took_ms"] = round((time.perf_counter() - started) * 1000, 3)
     return result
 
