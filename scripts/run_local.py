@@ -149,14 +149,19 @@ def end_sessions(orchestrator_url: str) -> None:
 
 
 def stop_all(children: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the children newest first, each after the one started after it.
+
+    The gateway stops before the orchestrator, and both before the embedded
+    Redis, so no service loses Redis while it shuts down.
+    """
     for child in reversed(children):
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    for child in reversed(children):
         try:
             child.wait(15)
         except subprocess.TimeoutExpired:
             child.kill()
+            child.wait()
 
 
 def stop_on_signal(signum: int, frame: object) -> None:
