@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
@@ -28,7 +29,13 @@ TOP_FACET_VALUES = 5
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default="ws://127.0.0.1:8000", help="gateway URL")
+    # `make run` reads GATEWAY_PORT too, so the two agree without --url.
+    port = os.environ.get("GATEWAY_PORT", "8000")
+    parser.add_argument(
+        "--url",
+        default=f"ws://127.0.0.1:{port}",
+        help="gateway URL (default: port GATEWAY_PORT, else 8000, on 127.0.0.1)",
+    )
     parser.add_argument("--dataset", default="flights", help="catalog name")
     parser.add_argument(
         "--filter",
