@@ -46,24 +46,24 @@ def rejected(call: Any, params: Any) -> InvalidParams:
         ),
         ({"where": {"month": ["July"]}}, ["'July'", "month", "whole number"]),
         ({"where": {"month": [7.5]}}, ["7.5", "month", "whole number"]),
-        ({"where": {"carrier": [True]}}, ["True", "carrier", "string"]),
+        ({"where": {"carrier": [True]}}, ["value true", "carrier", "string"]),
         ({"exclude": 3}, ["'exclude'", "expected an object", "number 3"]),
         ({"limit": 10_001}, ["'limit'", "10001", "0..10000"]),
         ({"limit": "ten"}, ["'limit'", "'ten'", "whole number"]),
-        ({"limit": True}, ["'limit'", "True"]),
+        ({"limit": True}, ["'limit'", "got true"]),
         ({"offset": -1}, ["'offset'", "-1", "0.."]),
         ({"range": {"delay": [5]}}, ["'delay'", "[min, max]", "[5]"]),
         ({"range": {"delay": ["a", 3]}}, ["'a'", "number or null"]),
         ({"range": {"delay": [10, 1]}}, ["min 10", "max 1", "swap"]),
         ({"range": {"carrier": [1, 2]}}, ["'carrier'", "not numeric", "delay"]),
-        ({"range": {"when": ["yesterday", None]}}, ["'yesterday'", "number or null"]),
+        ({"range": {"when": ["yesterday", None]}}, ["'yesterday'", "ISO 8601"]),
         ({"fields": "carrier"}, ["'fields'", "list of field names"]),
         ({"fields": ["nope"]}, ["'nope'", "valid fields"]),
         ({"facets": "yes"}, ["'facets'", "true, false or a list"]),
         ({"facets": ["delay"]}, ["'delay'", "not a facet", "carrier"]),
         ({"sort": "delay"}, ["'sort'", '"field"']),
         ({"sort": {"field": "carrier"}}, ["'carrier'", "not numeric"]),
-        ({"sort": {"field": "delay", "order": "up"}}, ["'up'", '"asc" or "desc"']),
+        ({"sort": {"field": "delay", "order": "up"}}, ['"up"', '"asc" or "desc"']),
     ],
 )
 def test_filter_rejects_bad_params(
@@ -96,7 +96,7 @@ def test_filter_rejects_bad_params(
         ),
         (
             {"metrics": [{"op": "percentile", "field": "delay"}]},
-            ["'q' None", "0 to 100"],
+            ["Missing 'q'", "0 to 100"],
         ),
         (
             {"metrics": [{"op": "histogram", "field": "delay", "bins": 0}]},
@@ -153,6 +153,23 @@ def test_few_warnings_have_no_omitted_count(engine: Engine) -> None:
 
     assert len(result["warnings"]) == 1
     assert "warnings_omitted" not in result
+
+
+def test_absent_timestamp_warning_keeps_sent_text(engine: Engine) -> None:
+    result = engine.filter({"where": {"when": ["1970-01-01T00:30:00Z"]}})
+
+    [warning] = result["warnings"]
+    assert warning["value"] == "1970-01-01T00:30:00Z"
+    assert "'1970-01-01T00:30:00Z'" in warning["message"]
+
+
+def test_long_value_shortened_in_message(engine: Engine) -> None:
+    metrics = [{"op": "count"}] * 101
+
+    error = rejected(engine.compute, {"metrics": metrics})
+
+    assert len(error.message) < 400
+    assert '[{"op": "count"}' in error.message
 
 
 def test_timestamp_accepts_iso_text(engine: Engine) -> None:

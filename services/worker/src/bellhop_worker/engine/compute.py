@@ -35,7 +35,12 @@ from bellhop_worker.engine import bitset
 from bellhop_worker.engine.columns import Column, finite_or_none, to_json
 from bellhop_worker.engine.conditions import select_rows
 from bellhop_worker.engine.index import Index, list_names
-from bellhop_worker.engine.params import CONDITION_KEYS, as_params, check_keys
+from bellhop_worker.engine.params import (
+    CONDITION_KEYS,
+    as_params,
+    check_keys,
+    json_text,
+)
 
 OPS = ("count", "sum", "mean", "min", "max", "median", "percentile", "histogram")
 COMPUTE_KEYS = (*CONDITION_KEYS, "metrics", "group_by")
@@ -198,7 +203,7 @@ def _metric_list(params: dict[str, Any]) -> list[Any]:
     if not isinstance(metrics, list) or not 1 <= len(metrics) <= MAX_METRICS:
         raise InvalidParams(
             f"Invalid 'metrics': expected a list of 1 to {MAX_METRICS} objects such as "
-            f'[{{"op": "mean", "field": "dep_delay"}}], got {metrics!r}.',
+            f'[{{"op": "mean", "field": "dep_delay"}}], got {json_text(metrics)}.',
             {"param": "metrics"},
         )
     return metrics
@@ -209,7 +214,7 @@ def _parse_metric(index: Index, item: Any, position: int) -> Metric:
     if not isinstance(item, dict):
         raise InvalidParams(
             f"Invalid {where}: expected an object such as "
-            f'{{"op": "mean", "field": "dep_delay"}}, got {item!r}.',
+            f'{{"op": "mean", "field": "dep_delay"}}, got {json_text(item)}.',
             {"param": where},
         )
     unknown = sorted(set(item) - _METRIC_KEYS)
@@ -222,7 +227,8 @@ def _parse_metric(index: Index, item: Any, position: int) -> Metric:
     op = item.get("op")
     if op not in OPS:
         raise InvalidParams(
-            f"Invalid op {op!r} in {where}; valid ops: {list_names(list(OPS))}.",
+            f"Invalid op {json_text(op)} in {where}; valid ops: "
+            f"{list_names(list(OPS))}.",
             {"param": where, "valid": list(OPS)},
         )
     return Metric(
@@ -254,9 +260,10 @@ def _percentile_q(item: dict[str, Any], op: str, where: str) -> float | None:
         return None
     q = item.get("q")
     if isinstance(q, bool) or not isinstance(q, int | float) or not 0 <= q <= 100:
+        problem = "Missing 'q'" if q is None else f"Invalid 'q' {json_text(q)}"
         raise InvalidParams(
-            f"Invalid 'q' {q!r} in {where}: a percentile needs q, a number from 0 "
-            "to 100, such as 95.",
+            f"{problem} in {where}: a percentile needs q, a number from 0 to 100, "
+            "such as 95.",
             {"param": where},
         )
     return float(q)
@@ -266,8 +273,8 @@ def _bins(item: dict[str, Any], where: str) -> int:
     bins = item.get("bins", DEFAULT_BINS)
     if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= MAX_BINS:
         raise InvalidParams(
-            f"Invalid 'bins' {bins!r} in {where}: use a whole number from 1 to "
-            f"{MAX_BINS}.",
+            f"Invalid 'bins' {json_text(bins)} in {where}: use a whole number "
+            f"from 1 to {MAX_BINS}.",
             {"param": where},
         )
     return bins
@@ -284,8 +291,8 @@ def _histogram_bounds(item: dict[str, Any], where: str) -> tuple[float, float] |
     )
     if not numbers or bounds[0] >= bounds[1]:
         raise InvalidParams(
-            f"Invalid 'range' {bounds!r} in {where}: a histogram range is [lo, hi] "
-            "with finite numbers and lo < hi, such as [0, 120].",
+            f"Invalid 'range' {json_text(bounds)} in {where}: a histogram range "
+            "is [lo, hi] with finite numbers and lo < hi, such as [0, 120].",
             {"param": where},
         )
     return float(bounds[0]), float(bounds[1])

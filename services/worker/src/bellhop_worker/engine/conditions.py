@@ -22,6 +22,7 @@ from bellhop_shared.jsonrpc import InvalidParams
 from bellhop_worker.engine import bitset
 from bellhop_worker.engine.columns import Column, facet_key
 from bellhop_worker.engine.index import Index, list_names
+from bellhop_worker.engine.params import json_text
 from bellhop_worker.engine.values import coerce, coerce_bound
 
 # How many values a warning lists before it cuts off.
@@ -97,7 +98,7 @@ def _field_lists(params: dict[str, Any], setting: str) -> dict[str, list[Any]]:
         if not isinstance(values, list):
             raise InvalidParams(
                 f"Invalid {setting!r} values for field {name!r}: expected a list such "
-                f"as [{values!r}], got {_json_type(values)}.",
+                f"as [{json_text(values)}], got {_json_type(values)}.",
                 {"setting": setting, "field": name},
             )
     return mapping
@@ -117,7 +118,7 @@ def _range_bounds(params: dict[str, Any]) -> dict[str, list[Any]]:
         if not isinstance(bounds, list) or len(bounds) != 2:
             raise InvalidParams(
                 f"Invalid 'range' for field {name!r}: expected [min, max] with null "
-                f"for an open end, such as [0, null], got {bounds!r}.",
+                f"for an open end, such as [0, null], got {json_text(bounds)}.",
                 {"setting": "range", "field": name},
             )
     return mapping
@@ -127,11 +128,13 @@ def _value_rows(
     index: Index, column: Column, values: list[Any], setting: str, selection: Selection
 ) -> np.ndarray:
     """Return the rows holding any of values in column (maybe a read-only view)."""
-    present = [coerce(column, value, setting) for value in values if value is not None]
+    # Warnings name a value as the client sent it, not as coerced.
+    sent = [value for value in values if value is not None]
+    present = [coerce(column, value, setting) for value in sent]
     if column.codes is not None:
-        bits = _dictionary_rows(column, present, setting, selection)
+        bits = _dictionary_rows(column, present, sent, setting, selection)
     else:
-        bits = _numeric_rows(column, present, setting, selection)
+        bits = _numeric_rows(column, present, sent, setting, selection)
     if len(present) < len(values):
         bits = bits | _missing_rows(index, column)
     return bits
@@ -147,14 +150,18 @@ def _missing_rows(index: Index, column: Column) -> np.ndarray:
 
 
 def _dictionary_rows(
-    column: Column, values: list[Any], setting: str, selection: Selection
+    column: Column,
+    values: list[Any],
+    sent: list[Any],
+    setting: str,
+    selection: Selection,
 ) -> np.ndarray:
     lookup = column.code_lookup()
     codes = []
-    for value in values:
+    for value, original in zip(values, sent, strict=True):
         code = lookup.get(value)
         if code is None:
-            _warn_absent(column, value, setting, selection)
+            _warn_absent(column, original, setting, selection)
         else:
             codes.append(code)
     if column.bitsets is not None:
@@ -172,7 +179,11 @@ def _dictionary_rows(
 
 
 def _numeric_rows(
-    column: Column, values: list[Any], setting: str, selection: Selection
+    column: Column,
+    values: list[Any],
+    sent: list[Any],
+    setting: str,
+    selection: Selection,
 ) -> np.ndarray:
     assert column.values is not None and column.valid_bits is not None
     if not values:
@@ -180,9 +191,9 @@ def _numeric_rows(
     distinct = column.distinct_values()
     targets = np.array(values, dtype=np.float64)
     positions = np.searchsorted(distinct, targets).clip(0, max(len(distinct) - 1, 0))
-    for value, position in zip(values, positions.tolist(), strict=True):
+    for value, original, position in zip(values, sent, positions.tolist(), strict=True):
         if len(distinct) == 0 or distinct[position] != value:
-            _warn_absent(column, value, setting, selection)
+            _warn_absent(column, original, setting, selection)
     hits = bitset.from_bool(np.isin(column.values, targets))
     return hits & column.valid_bits
 
@@ -192,8 +203,9 @@ def _range_rows(column: Column, bounds: list[Any]) -> np.ndarray:
     high = coerce_bound(column, bounds[1], "range")
     if low is not None and high is not None and low > high:
         raise InvalidParams(
-            f"Invalid 'range' for field {column.name!r}: min {bounds[0]!r} is greater "
-            f"than max {bounds[1]!r}; swap them.",
+            f"Invalid 'range' for field {column.name!r}: min "
+            f"{json_text(bounds[0])} is greater than max {json_text(bounds[1])}; "
+            "swap them.",
             {"setting": "range", "field": column.name},
         )
     assert column.values is not None and column.valid_bits is not None
@@ -228,7 +240,8 @@ def _warn_absent(
             "setting": setting,
             "field": column.name,
             "value": value,
-            "message": f"Field {column.name!r} has no value {value!r} in {setting!r}, "
+            "message": f"Field {column.name!r} has no value {json_text(value)} in "
+            f"{setting!r}, "
             f"so it matches no row; {valid}.",
         }
     )
@@ -239,5 +252,5 @@ def _json_type(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"number {value!r}"
+        return f"number {json_text(value)}"
     return names.get(type(value), type(value).__name__)

@@ -29,7 +29,13 @@ from bellhop_worker.engine import bitset
 from bellhop_worker.engine.conditions import select_rows
 from bellhop_worker.engine.facets import FacetCounter
 from bellhop_worker.engine.index import Index, list_names
-from bellhop_worker.engine.params import CONDITION_KEYS, as_params, check_keys, integer
+from bellhop_worker.engine.params import (
+    CONDITION_KEYS,
+    as_params,
+    check_keys,
+    integer,
+    json_text,
+)
 from bellhop_worker.engine.sort import sorted_page
 
 DEFAULT_LIMIT = 50
@@ -111,7 +117,7 @@ def _fields(index: Index, value: Any) -> list[str]:
     if not isinstance(value, list):
         raise InvalidParams(
             f"Invalid 'fields': expected a list of field names or \"*\" for all, "
-            f"got {value!r}.",
+            f"got {json_text(value)}.",
             {"param": "fields"},
         )
     return [index.column(name, "fields").name for name in value]
@@ -125,7 +131,7 @@ def _facet_names(index: Index, value: Any) -> list[str]:
     if not isinstance(value, list):
         raise InvalidParams(
             f"Invalid 'facets': expected true, false or a list of facet field names, "
-            f"got {value!r}.",
+            f"got {json_text(value)}.",
             {"param": "facets"},
         )
     return [index.facet_column(name, "facets").name for name in value]
@@ -137,7 +143,7 @@ def _sort(index: Index, value: Any) -> tuple[str, bool] | None:
     if not isinstance(value, dict) or "field" not in value:
         raise InvalidParams(
             'Invalid \'sort\': expected {"field": <numeric field>, "order": "asc" or '
-            f'"desc"}}, got {value!r}.',
+            f'"desc"}}, got {json_text(value)}.',
             {"param": "sort"},
         )
     column = index.numeric_column(value["field"], "sort")
@@ -145,7 +151,7 @@ def _sort(index: Index, value: Any) -> tuple[str, bool] | None:
     if order not in ("asc", "desc") or set(value) - {"field", "order"}:
         raise InvalidParams(
             f'Invalid \'sort\': order must be "asc" or "desc" and the only keys are '
-            f"field and order, got {value!r}; numeric fields: "
+            f"field and order, got {json_text(value)}; numeric fields: "
             f"{list_names(index.numeric_names)}.",
             {"param": "sort"},
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from bellhop_shared.jsonrpc import InvalidParams
@@ -9,6 +10,27 @@ from bellhop_shared.jsonrpc import InvalidParams
 from bellhop_worker.engine.index import list_names
 
 CONDITION_KEYS = ("where", "exclude", "range")
+# Maximum length of a client's value quoted in an error message.
+_MAX_ECHOED_CHARS = 80
+
+
+def json_text(value: Any) -> str:
+    """Render a value from a request for an error message, shortened.
+
+    Clients write JSON, so true, null and {"a": 1} read better to them than
+    Python's True, None and {'a': 1}. A string keeps single quotes, like the
+    field and param names around it.
+    """
+    try:
+        if isinstance(value, str):
+            text = repr(value)
+        else:
+            text = json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    if len(text) > _MAX_ECHOED_CHARS:
+        return text[: _MAX_ECHOED_CHARS - 3] + "..."
+    return text
 
 
 def as_params(params: Any, method: str) -> dict[str, Any]:
@@ -46,7 +68,7 @@ def integer(
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidParams(
             f"Invalid {key!r}: expected a whole number from {minimum} to {maximum}, "
-            f"got {value!r}.",
+            f"got {json_text(value)}.",
             {"param": key, "value": value},
         )
     if not minimum <= value <= maximum:

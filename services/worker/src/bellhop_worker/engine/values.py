@@ -14,6 +14,7 @@ from typing import Any
 from bellhop_shared.jsonrpc import InvalidParams
 
 from bellhop_worker.engine.columns import Column
+from bellhop_worker.engine.params import json_text
 
 _TYPE_HINTS = {
     "int": 'a whole number such as 7 or "7"',
@@ -32,7 +33,8 @@ def coerce(column: Column, value: Any, setting: str) -> Any:
     converted = _CONVERTERS[column.type](value)
     if converted is None:
         raise InvalidParams(
-            f"Invalid value {value!r} for field {column.name!r} in {setting!r}: "
+            f"Invalid value {json_text(value)} for field {column.name!r} in "
+            f"{setting!r}: "
             f"{column.name} contains {column.type} values, so use "
             f"{_TYPE_HINTS[column.type]}.",
             {"setting": setting, "field": column.name, "value": value},
@@ -46,9 +48,14 @@ def coerce_bound(column: Column, value: Any, setting: str) -> float | int | None
         return None
     number = _to_timestamp(value) if column.type == "timestamp" else _to_float(value)
     if number is None or (isinstance(value, str) and column.type != "timestamp"):
+        example = (
+            f"{_TYPE_HINTS['timestamp']}, or null for an open end"
+            if column.type == "timestamp"
+            else "a number or null, such as [0, 100] or [null, 100]"
+        )
         raise InvalidParams(
-            f"Invalid bound {value!r} for field {column.name!r} in {setting!r}: "
-            f"a bound must be a number or null, such as [0, 100] or [null, 100].",
+            f"Invalid bound {json_text(value)} for field {column.name!r} in "
+            f"{setting!r}: a bound must be {example}.",
             {"setting": setting, "field": column.name, "value": value},
         )
     return number
