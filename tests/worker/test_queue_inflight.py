@@ -492,3 +492,63 @@ def test_queue_failed_acknowledgement_raises_without_reply_skip(
         queue.acknowledge_and_claim(first[0], b"answer", 0.2)
 
     assert client.lrange(KEYS.inflight(session_id), 0, -1) == [b"first"]
+
+
+def test_queue_signal_during_probe_keeps_acknowledgement(
+    raw_client: redis.Redis, session_id: str
+) -> None:
+    listener = raw_client.pubsub()
+    listener.subscribe(KEYS.results(session_id))
+    listener.get_message(timeout=1.0)
+    raw_client.lpush(KEYS.queue(session_id), b"first")
+    queue = make_queue(raw_client, session_id)
+    first = queue.claim(0.2)
+    probe = queue._server_skips_replies
+
+    def probe_then_signal() -> bool:
+        skips = probe()
+        queue.interrupt_wait()  # as the SIGTERM handler does
+        return skips
+
+    queue._server_skips_replies = probe_then_signal  # type: ignore[method-assign]
+
+    nothing = queue.acknowledge_and_claim(first[0], b"answer", 10.0)
+    message = listener.get_message(timeout=1.0)
+    listener.close()
+
+    assert nothing == []
+    assert message is not None
+    assert message["data"] == b"answer"
+    assert raw_client.llen(KEYS.inflight(session_id)) == 0
+
+
+def test_queue_repeated_silent_failure_turns_replies_on(
+    acl_client: Callable[..., redis.Redis], session_id: str
+) -> None:
+    client = acl_client("-publish")
+    client.lpush(KEYS.queue(session_id), b"only")
+    queue = make_queue(client, session_id)
+    first = queue.claim(0.2)
+
+    again = queue.acknowledge_and_claim(first[0], b"answer", 0.2)
+
+    assert again == [b"only"]
+    with pytest.raises(redis.ResponseError, match="can.t run this command"):
+        queue.acknowledge_and_claim(again[0], b"answer", 0.2)
+
+
+def test_queue_probe_without_echo(
+    acl_client: Callable[..., redis.Redis], session_id: str
+) -> None:
+    client = acl_client("-echo")
+    client.lpush(KEYS.queue(session_id), b"first")
+    queue = make_queue(client, session_id)
+    first = queue.claim(0.2)
+    client.lpush(KEYS.queue(session_id), b"second")
+
+    started = time.monotonic()
+    second = queue.acknowledge_and_claim(first[0], b"answer", 1.0)
+
+    assert second == [b"second"]
+    assert time.monotonic() - started < 2.0
+    assert client.lrange(KEYS.inflight(session_id), 0, -1) == [b"second"]

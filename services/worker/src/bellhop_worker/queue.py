@@ -80,8 +80,8 @@ return 1
 """
 
 
-# Sent after CLIENT REPLY SKIP and a PING to learn whether the server skips
-# replies (see RequestQueue._server_skips_replies).
+# PING with this argument follows CLIENT REPLY SKIP and a bare PING, to learn
+# whether the server skips replies (see RequestQueue._server_skips_replies).
 _PROBE = b"bellhop-reply-skip-probe"
 _SKIP_NEXT_REPLY = ("CLIENT", "REPLY", "SKIP")
 
@@ -140,6 +140,9 @@ class RequestQueue:
         # Whether the server skips replies on CLIENT REPLY SKIP; None until a
         # probe finds out, and again after a failed round trip.
         self._skips_replies: bool | None = None
+        # The item whose acknowledgement last went out without a reply; the
+        # next batch starting with it means that acknowledgement failed.
+        self._unconfirmed: bytes | None = None
 
     def claim(self, block_timeout_s: float) -> list[bytes]:
         """Return the next batch, oldest first, or [] when none came in time.
@@ -185,6 +188,7 @@ class RequestQueue:
             # No reply to read means no wakeup before the next request. An
             # acknowledgement that failed left its item at the oldest end of
             # inflight, and the drain after the BLMOVE returns it again.
+            self._unconfirmed = item
             return self._wait_and_drain(
                 block_timeout_s, [], unanswered=[_SKIP_NEXT_REPLY, acknowledgement]
             )
@@ -234,8 +238,13 @@ class RequestQueue:
         first.
         """
         if self._stop_waiting:
-            if before:
-                self._round_trip(before)
+            # A signal came after the caller chose the commands. Send them
+            # with their replies, so the acknowledgement is published and
+            # confirmed before the worker stops.
+            answered = [*(c for c in unanswered if c != _SKIP_NEXT_REPLY), *before]
+            self._unconfirmed = None
+            if answered:
+                self._round_trip(answered)
             return []
         # Redis 6+ accepts a fractional BLMOVE timeout.
         wait = ("BLMOVE", *self._keys, "RIGHT", "LEFT", block_timeout_s)
@@ -257,6 +266,13 @@ class RequestQueue:
                 self._client.close()
                 return []
             _, newest_first = self._read(connection, 2)
+        except redis.ResponseError:
+            # With unanswered, an error may come from CLIENT REPLY itself (an
+            # ACL changed since the probe), and the count of replies due is
+            # then unknown: drop the connection and probe again.
+            connection.disconnect()
+            self._unconfirmed = None
+            raise
         except WaitInterrupted:
             # Anything that BLMOVE moved just before the signal stays parked.
             self._client.close()
@@ -279,16 +295,35 @@ class RequestQueue:
             return []
         finally:
             self._waiting = False
-        return self._note_batch(list(reversed(newest_first)))
+        batch = list(reversed(newest_first))
+        self._check_unconfirmed(batch)
+        return self._note_batch(batch)
+
+    def _check_unconfirmed(self, batch: list[bytes]) -> None:
+        """Stop skipping replies when an unconfirmed item came back.
+
+        Its acknowledgement failed, and one that fails every time would
+        otherwise repeat without a trace. With replies, the next failure
+        raises like any other Redis error.
+        """
+        unconfirmed, self._unconfirmed = self._unconfirmed, None
+        if unconfirmed is not None and batch and batch[0] == unconfirmed:
+            logger.warning(
+                "session %s acknowledgement sent without a reply failed; the "
+                "request is processed again and later acknowledgements read "
+                "their replies",
+                self._session_id,
+            )
+            self._skips_replies = False
 
     def _server_skips_replies(self) -> bool:
-        """Send CLIENT REPLY SKIP, PING and ECHO; True when only ECHO replies.
+        """Send CLIENT REPLY SKIP, PING, PING probe; True when only the last replies.
 
         A server or proxy that rejects or ignores CLIENT REPLY (an ACL that
         denies it, say) replies to all three, and the queue then reads every
         acknowledgement's reply.
         """
-        connection = self._send([_SKIP_NEXT_REPLY, ("PING",), ("ECHO", _PROBE)])
+        connection = self._send([_SKIP_NEXT_REPLY, ("PING",), ("PING", _PROBE)])
         for position in range(3):
             try:
                 reply = self._read(connection, 1)[0]
@@ -320,6 +355,7 @@ class RequestQueue:
         self._seen_empty = False
         self._inflight_may_hold_more = True
         self._skips_replies = None
+        self._unconfirmed = None
 
     def _note_batch(self, batch: list[bytes]) -> list[bytes]:
         """Set _seen_empty and _inflight_may_hold_more from a drain's batch."""
