@@ -185,7 +185,10 @@ def main() -> None:
     except KeyboardInterrupt:
         log("stopping")
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # A second signal must not cut the shutdown short and leave children
+        # running in their own sessions.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         end_sessions(f"http://127.0.0.1:{ORCHESTRATOR_PORT}")
         stop_all(children)
 

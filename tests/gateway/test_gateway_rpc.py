@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 import redis
 from gateway_client import GatewayClient, request, run
 from gateway_fakes import KEYS, FakeOrchestrator
@@ -287,15 +288,21 @@ def test_deep_nesting_as_text_is_parse_error(
     ]
 
 
+# orjson decodes up to 1,024 levels, so at 1,010 the handler gets the request
+# object and can return its id; at 5,000 it gets only the marker.
+@pytest.mark.parametrize(("depth", "expected_id"), [(1010, 7), (5000, None)])
 def test_deep_nesting_as_object_is_acknowledged(
-    gateway: Any, orchestrator: FakeOrchestrator, redis_client: redis.Redis
+    gateway: Any,
+    orchestrator: FakeOrchestrator,
+    redis_client: redis.Redis,
+    depth: int,
+    expected_id: int | None,
 ) -> None:
     # No Socket.IO client encodes a payload this deep, so the frames go out
     # by hand: engine.io open, Socket.IO connect, then events with ack ids.
     url = gateway.url.replace("http://", "ws://") + (
         "/socket.io/?EIO=4&transport=websocket"
     )
-    depth = 5000
     deep = (
         '{"jsonrpc":"2.0","id":7,"method":"filter","params":{"where":'
         + "[" * depth
@@ -320,6 +327,6 @@ def test_deep_nesting_as_object_is_acknowledged(
         connected = acknowledgement(socket, 2)
 
     assert response["error"]["code"] == -32700
-    assert response["id"] is None
+    assert response["id"] == expected_id
     assert "1,000 levels deep" in response["error"]["message"]
     assert connected["id"] == 8

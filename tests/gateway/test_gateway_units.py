@@ -280,7 +280,12 @@ def test_queued_text_keeps_non_finite_numbers() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ['{"id":1180591620717411303424}', b'{"id":-18446744073709551616}']
+    "text",
+    [
+        '{"id":1180591620717411303424}',
+        b'{"id":-18446744073709551616}',
+        '{"id":-9223372036854775809}',
+    ],
 )
 def test_sio_json_keeps_wide_integers(text: str | bytes) -> None:
     decoded = sio_json.loads(text)

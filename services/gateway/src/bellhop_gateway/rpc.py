@@ -95,7 +95,12 @@ def decode_payload(payload: Any, max_bytes: int) -> Any:
     """Return the decoded message; raise RpcError when too large or not JSON."""
     if payload is NESTED_TOO_DEEPLY:
         raise nested_too_deeply_error()
-    size_bytes = message_size_bytes(payload)
+    try:
+        size_bytes = message_size_bytes(payload)
+    except RecursionError:
+        # orjson decodes 1,024 levels but encodes only 255, and the standard
+        # library's encoder then gives up at about 1,000.
+        raise nested_too_deeply_error() from None
     if size_bytes > max_bytes:
         raise RpcError(
             MESSAGE_TOO_LARGE,

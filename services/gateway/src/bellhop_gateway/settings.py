@@ -108,8 +108,9 @@ class GatewaySettings(BaseServiceSettings):
         The headroom lets a message up to 4 times GATEWAY_MAX_MESSAGE_BYTES
         reach the rpc handler, which returns a JSON-RPC error that names the
         limit. A frame over this limit makes the server close the connection
-        (websocket close code 1009) without an error, so it stays a bound on
-        the memory one message can take: 1 MiB with the default limit.
+        (websocket close code 1009) without an error, so it bounds the size
+        of one frame: 1 MiB with the default limit. A message under it is
+        decoded in full before its size is checked.
         """
         limit = self.gateway_max_message_bytes
         return max(4 * limit, limit + 65_536)

@@ -5,9 +5,9 @@ python-engineio accept: they call `dumps(data, separators=(",", ":"))`, expect
 a str back, and call `loads` with str or bytes. orjson writes compact JSON
 already and returns bytes, so `dumps` decodes its output. Values that orjson
 rejects fall back to the standard library: integers wider than 64 bits when
-encoding, NaN and Infinity literals when decoding. Text with a run of 20 or
-more digits is decoded by the standard library too, because orjson would
-turn an integer wider than 64 bits into a float, and a client's request id
+encoding, NaN and Infinity literals when decoding. Text with a run of 19 or
+more digits is decoded by the standard library too, because orjson turns an
+integer outside -2**63 to 2**64 - 1 into a float, and a client's request id
 must come back as sent. One difference remains: orjson writes NaN and
 infinities as null, where the standard library writes invalid JSON.
 
@@ -39,9 +39,10 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS
 _EVENT_NAME = re.compile(r'\[\s*"((?:[^"\\]|\\.){1,200})"')
 
 
-# 20 digits can exceed 2**64 - 1, the widest integer orjson decodes exactly.
-_LONG_NUMBER = re.compile(r"\d{20}")
-_LONG_NUMBER_BYTES = re.compile(rb"\d{20}")
+# 19 digits can fall below -2**63 and 20 can exceed 2**64 - 1, the range of
+# integers orjson decodes exactly.
+_LONG_NUMBER = re.compile(r"\d{19}")
+_LONG_NUMBER_BYTES = re.compile(rb"\d{19}")
 
 
 class NestedTooDeeply:
