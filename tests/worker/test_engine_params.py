@@ -163,6 +163,13 @@ def test_absent_timestamp_warning_keeps_sent_text(engine: Engine) -> None:
     assert "'1970-01-01T00:30:00Z'" in warning["message"]
 
 
+def test_nan_bound_error_keeps_data(engine: Engine) -> None:
+    error = rejected(engine.filter, {"range": {"delay": [float("nan"), 5]}})
+
+    assert error.data == {"setting": "range", "field": "delay", "value": "NaN"}
+    assert "Invalid bound NaN" in error.message
+
+
 def test_long_value_shortened_in_message(engine: Engine) -> None:
     metrics = [{"op": "count"}] * 101
 

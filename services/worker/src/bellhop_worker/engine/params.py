@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from bellhop_shared.jsonrpc import InvalidParams
@@ -12,6 +13,17 @@ from bellhop_worker.engine.index import list_names
 CONDITION_KEYS = ("where", "exclude", "range")
 # Maximum length of a client's value quoted in an error message.
 _MAX_ECHOED_CHARS = 80
+
+
+def json_safe(value: Any) -> Any:
+    """Return value, or for NaN and infinities the JSON literal as a string.
+
+    An error's data echoes the request's value, and JSON cannot carry a
+    non-finite number, so without this the error would lose its data.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)
+    return value
 
 
 def json_text(value: Any) -> str:

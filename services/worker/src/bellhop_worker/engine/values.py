@@ -14,7 +14,7 @@ from typing import Any
 from bellhop_shared.jsonrpc import InvalidParams
 
 from bellhop_worker.engine.columns import Column
-from bellhop_worker.engine.params import json_text
+from bellhop_worker.engine.params import json_safe, json_text
 
 _TYPE_HINTS = {
     "int": 'a whole number such as 7 or "7"',
@@ -56,7 +56,7 @@ def coerce_bound(column: Column, value: Any, setting: str) -> float | int | None
         raise InvalidParams(
             f"Invalid bound {json_text(value)} for field {column.name!r} in "
             f"{setting!r}: a bound must be {example}.",
-            {"setting": setting, "field": column.name, "value": value},
+            {"setting": setting, "field": column.name, "value": json_safe(value)},
         )
     return number
 
