@@ -7,7 +7,7 @@ from typing import Any
 
 import jwt
 import pytest
-from bellhop_gateway import sio_json
+from bellhop_gateway import calls, sio_json
 from bellhop_gateway.auth import read_connect_request
 from bellhop_gateway.rpc import (
     IdRewriter,
@@ -308,3 +308,19 @@ def test_sio_json_wide_id_returns_as_sent() -> None:
     encoded = JsonPacket(packet.ACK, data=[ack], id=1).encode()
 
     assert '"id":1180591620717411303424' in encoded
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"id": 7}, 7),
+        ({"id": "a"}, "a"),
+        ({"id": 1.5}, 1.5),
+        ({"id": True}, None),
+        ({"id": [1]}, None),
+        ([{"id": 7}], None),
+        ('{"id": 7}', None),
+    ],
+)
+def test_whole_rejection_echoes_single_id(payload: Any, expected: Any) -> None:
+    assert calls._request_id(payload) == expected

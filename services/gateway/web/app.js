@@ -6,10 +6,17 @@
 // selection out, so its unchecked values show what adding them would match.
 // A failed query leaves the last results on screen, marked out of date, with
 // the error beside the count and, for a range, under the range's inputs.
+//
+// At most one query is in flight. A change made meanwhile marks a query as
+// pending, and the latest filters are sent when the one in flight finishes,
+// so rapid clicks cost one batch per round trip. When the gateway rate-limits
+// a query anyway, the page waits the retry_after_s of the error and sends the
+// latest filters again, without showing the error.
 "use strict";
 
 (function () {
-  const { rpc, request, resultOf } = window.BellhopSession;
+  const { rpc, rpcRetrying, request, resultOf, checkRateLimit, retryDelayMs, sleep } =
+    window.BellhopSession;
   const Ranges = window.BellhopRanges;
   const PAGE_ROWS = 20;
   const MAX_FACET_VALUES = 120;
@@ -37,6 +44,8 @@
     ended: false,
     querySeq: 0,
     queryTimer: null,
+    queryRunning: false,
+    queryPending: false,
   };
 
   const $ = (selector) => document.querySelector(selector);
@@ -293,18 +302,47 @@
     return state.histogramRange[field];
   }
 
-  async function runQuery() {
-    if (!state.ready) return;
+  // Show the first unusable range bound and drop the response of the query in
+  // flight. Return false when every range is usable.
+  function flagInvalidRange() {
     const invalid = Object.values(state.invalidRanges);
-    if (invalid.length) {
-      state.querySeq += 1; // drop the response of a query in flight
-      showQueryError("Not updated: " + invalid[0]);
+    if (!invalid.length) return false;
+    state.querySeq += 1;
+    showQueryError("Not updated: " + invalid[0]);
+    return true;
+  }
+
+  async function runQuery() {
+    if (!state.ready || flagInvalidRange()) return;
+    if (state.queryRunning) {
+      state.queryPending = true;
       return;
     }
+    state.queryRunning = true;
+    try {
+      do {
+        state.queryPending = false;
+        await runLatestQuery();
+      } while (state.queryPending);
+    } finally {
+      state.queryRunning = false;
+    }
+  }
+
+  async function runLatestQuery() {
+    if (!state.ready || flagInvalidRange()) return;
     try {
       await sendQuery();
     } catch (error) {
-      showQueryError("Query failed: " + error.message);
+      const delayMs = retryDelayMs(error);
+      if (delayMs === null) {
+        showQueryError("Query failed: " + error.message);
+        return;
+      }
+      // The filters may change during the wait, so runQuery sends the latest
+      // ones rather than the rejected batch.
+      await sleep(delayMs);
+      state.queryPending = true;
     }
   }
 
@@ -329,7 +367,8 @@
     const started = performance.now();
     const responses = await rpc(batch);
     const roundTripMs = performance.now() - started;
-    if (seq !== state.querySeq) return; // a newer query is on its way
+    if (seq !== state.querySeq) return; // a range became unusable meanwhile
+    checkRateLimit(responses);
     showResults(responses, field, partial, roundTripMs);
   }
 
@@ -436,7 +475,7 @@
     try {
       // After a reconnect the controls and their selections are kept.
       if (!state.facetFields.length) {
-        buildControls(resultOf(await rpc(request("describe"))));
+        buildControls(resultOf(await rpcRetrying(request("describe"))));
       }
       state.ready = true;
       $("#explorer").setAttribute("aria-busy", "false");

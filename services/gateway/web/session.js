@@ -9,6 +9,7 @@ window.BellhopSession = (function () {
   const STORAGE_KEY = "bellhop.session";
   const TOKEN_KEY = "bellhop.token";
   const RPC_TIMEOUT_MS = 65000;
+  const RATE_LIMITED = -32001;
   const RESUME_ERRORS = new Set([
     "session_not_found",
     "invalid_resume_token",
@@ -114,5 +115,53 @@ window.BellhopSession = (function () {
     return response.result;
   }
 
-  return { open, rpc, request, resultOf, forget };
+  // Throw the first rate-limit error of a response or batch response, so the
+  // caller can wait and send again before it reads any result.
+  function checkRateLimit(response) {
+    const entries = Array.isArray(response) ? response : [response];
+    for (const entry of entries) {
+      if (entry && entry.error && entry.error.code === RATE_LIMITED) resultOf(entry);
+    }
+  }
+
+  // Return the wait in ms that a rate-limit error asks for before the request
+  // is sent again, or null when sending it again cannot help. The gateway
+  // leaves out retry_after_s for a batch larger than its burst.
+  function retryDelayMs(error) {
+    if (!error || error.code !== RATE_LIMITED || !error.data) return null;
+    const seconds = error.data.retry_after_s;
+    return typeof seconds === "number" && seconds >= 0 ? seconds * 1000 : null;
+  }
+
+  // Send payload, and while the gateway rate-limits it, wait as long as the
+  // error says and send it again.
+  async function rpcRetrying(payload) {
+    for (;;) {
+      const response = await rpc(payload);
+      try {
+        checkRateLimit(response);
+        return response;
+      } catch (error) {
+        const delayMs = retryDelayMs(error);
+        if (delayMs === null) return response;
+        await sleep(delayMs);
+      }
+    }
+  }
+
+  function sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  return {
+    open,
+    rpc,
+    rpcRetrying,
+    request,
+    resultOf,
+    checkRateLimit,
+    retryDelayMs,
+    sleep,
+    forget,
+  };
 })();

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 from bellhop_shared.jsonrpc import (
@@ -43,7 +44,9 @@ def _request_id(payload: Any) -> Any:
     """Return the id of a single request that was rejected whole, else None."""
     if isinstance(payload, dict):
         request_id = payload.get("id")
-        if isinstance(request_id, str | int) and not isinstance(request_id, bool):
+        if isinstance(request_id, str | int | float) and not isinstance(
+            request_id, bool
+        ):
             return request_id
     return None
 
@@ -148,11 +151,16 @@ def _rejection(
     limits = link.ctx.admitter.limits
     logger.debug("%s rejected a message reason=%s", link.label, admission.status.value)
     if admission.status is Admission.RATE_LIMITED:
+        # Round the wait up to the 0.01 s the message shows, so a client that
+        # waits retry_after_s finds enough tokens, and the message never shows
+        # 0.00 s.
+        retry_after_s = max(0.01, math.ceil(admission.detail * 100) / 100)
         return error_ack(
             prepared,
             RATE_LIMITED,
             f"Rate limited: over {limits.rate_per_s:g} requests/s with a burst of "
-            f"{limits.burst}; retry in {admission.detail:.2f} s.",
+            f"{limits.burst}; retry in {retry_after_s:.2f} s.",
+            {"retry_after_s": retry_after_s},
         )
     if admission.status is Admission.QUEUE_FULL:
         return error_ack(

@@ -174,7 +174,9 @@ def build_ack(prepared: PreparedMessage, responses: dict[str, dict[str, Any]]) -
     return entries if prepared.is_batch else entries[0]
 
 
-def error_ack(prepared: PreparedMessage, code: int, message: str) -> Any:
+def error_ack(
+    prepared: PreparedMessage, code: int, message: str, data: Any = None
+) -> Any:
     """Return the same error for every request of a message that was not queued.
 
     A message of notifications only gets one error with id null, so the client
@@ -185,7 +187,7 @@ def error_ack(prepared: PreparedMessage, code: int, message: str) -> Any:
         if slot.error is not None:
             entries.append(slot.error)
         elif not slot.is_notification:
-            entries.append(error_response(slot.original_id, code, message))
+            entries.append(error_response(slot.original_id, code, message, data))
     if not prepared.expected_ids:
-        entries.append(error_response(None, code, message))
+        entries.append(error_response(None, code, message, data))
     return entries if prepared.is_batch else entries[0]
