@@ -515,12 +515,28 @@ def test_deleted_session_disables_filters(
         assert message in page.text_content("#ended-reason")
         assert not page.is_visible("#progress")
         assert page.is_visible("#restart")
+        assert page.is_visible("#ended-stale")
         screenshot(page, f"gateway-ended-{viewport}")
 
         page.click("#restart")
         page.wait_for_selector('#state[data-state="ready"]', timeout=LOAD_TIMEOUT_MS)
         assert page.text_content("#session-id") not in (session_id, "–")
         assert not page.is_visible("#ended")
+    finally:
+        page.close()
+
+
+def test_unknown_dataset_fails_without_stale_note(page_url: str, browser: Any) -> None:
+    width, height = VIEWPORTS["laptop"]
+    page = browser.new_page(viewport={"width": width, "height": height})
+    try:
+        page.goto(page_url.rstrip("/") + "/?dataset=no-such-dataset")
+        page.wait_for_selector("#ended", state="visible", timeout=QUERY_TIMEOUT_MS)
+
+        assert page.get_attribute("#state", "data-state") == "failed"
+        assert "no-such-dataset" in page.text_content("#ended-reason")
+        assert not page.is_visible("#ended-stale")
+        assert not page.is_visible("#ranges-group")
     finally:
         page.close()
 

@@ -92,6 +92,8 @@
       name === "failed" ? "Session failed." : "Session ended.";
     $("#ended-reason").textContent = message || "no reason was given";
     $("#ended").dataset.reason = message || "";
+    // Only a session that showed results leaves numbers behind.
+    $("#ended-stale").hidden = $("#count").dataset.count === undefined;
     $("#ended").hidden = false;
     $("#explorer").setAttribute("aria-busy", "false");
   }
