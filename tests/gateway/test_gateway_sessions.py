@@ -154,6 +154,30 @@ def test_session_ended_by_orchestrator(gateway: Any, redis_client: redis.Redis) 
     assert ended["message"] == "idle"
 
 
+def test_session_failed_by_orchestrator(
+    gateway: Any, redis_client: redis.Redis
+) -> None:
+    async def scenario() -> dict[str, Any]:
+        client = await GatewayClient(gateway.url).connect()
+        try:
+            await client.wait_ready()
+            note = {
+                "jsonrpc": "2.0",
+                "method": "session.ended",
+                "params": {"reason": "the worker crashed", "state": "failed"},
+            }
+            redis_client.publish(KEYS.results(client.session_id), json.dumps(note))
+            failed = await client.wait_state_named("failed")
+            await client.wait_for(lambda c: c.disconnected.is_set())
+            return failed
+        finally:
+            await client.close()
+
+    failed = run(scenario())
+
+    assert failed["message"] == "the worker crashed"
+
+
 def test_client_heartbeat_key_while_attached(
     gateway: Any, redis_client: redis.Redis
 ) -> None:

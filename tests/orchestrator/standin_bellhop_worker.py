@@ -3,9 +3,11 @@
 It writes the heartbeat key (`{prefix}session:{sid}:worker`, JSON with a TTL)
 every WORKER_HEARTBEAT_INTERVAL_S and exits 0 on SIGTERM after deleting the
 key, without loading any data. Test switches, from the environment:
-STANDIN_IGNORE_SIGTERM=1 ignores SIGTERM (only SIGKILL stops it) and
-STANDIN_NO_HEARTBEAT=1 never writes a heartbeat. Its file name contains
-`bellhop_worker`, so the local provider's /proc scan recognises it.
+STANDIN_IGNORE_SIGTERM=1 ignores SIGTERM (only SIGKILL stops it),
+STANDIN_NO_HEARTBEAT=1 never writes a heartbeat, and STANDIN_HEARTBEAT_FOR_S=N
+stops writing it after N seconds but keeps running, as a hung worker would.
+Its file name contains `bellhop_worker`, so the local provider's /proc scan
+recognises it.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ def main() -> None:
     interval_s = float(os.environ.get("WORKER_HEARTBEAT_INTERVAL_S", "1"))
     ttl_s = float(os.environ.get("WORKER_HEARTBEAT_TTL_S", "5"))
     beat = os.environ.get("STANDIN_NO_HEARTBEAT") != "1"
+    beat_for_s = float(os.environ.get("STANDIN_HEARTBEAT_FOR_S", "inf"))
     started = time.time()
     while not stop["requested"]:
-        if beat:
+        if beat and time.time() - started < beat_for_s:
             payload = {
                 "worker_id": os.environ.get("WORKER_ID", "w-standin"),
                 "session_id": args.session,

@@ -174,7 +174,7 @@ def test_delete_stops_worker_and_cleans_up(
     assert redis_client.keys(f"bellhop:session:{session_id}:*") == []
     assert not redis_client.hexists("bellhop:sessions", session_id)
     ended = _next_notification(pubsub, "session.ended")
-    assert ended["params"] == {"reason": "deleted through the API"}
+    assert ended["params"] == {"reason": "deleted through the API", "state": "ended"}
 
 
 def test_delete_passes_reason(orchestrator: Orchestrator) -> None:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import builtins
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import redis.asyncio as aioredis
 from bellhop_orchestrator.metrics import Metrics
 from bellhop_orchestrator.models import RecordState, SessionRecord
-from bellhop_orchestrator.providers.base import RunningWorker, WorkerSpec, WorkerStatus
+from bellhop_orchestrator.providers.base import (
+    RunningWorker,
+    WorkerExit,
+    WorkerSpec,
+    WorkerStatus,
+)
 from bellhop_orchestrator.reconcile import Reconciler
 from bellhop_orchestrator.sessions import SessionManager
 from bellhop_orchestrator.settings import OrchestratorSettings
@@ -41,6 +46,11 @@ class ListedWorkers:
 
     async def poll(self, provider_ref: str) -> WorkerStatus:
         return WorkerStatus.RUNNING
+
+    async def find_exited(
+        self, provider_refs: Collection[str]
+    ) -> dict[str, WorkerExit]:
+        return {}
 
     async def aclose(self) -> None:
         return None

@@ -264,7 +264,8 @@ class SessionLink:
             await self._apply_worker(params)
         elif method == SESSION_ENDED_NOTIFICATION:
             reason = str(params.get("reason") or "the session was ended")
-            self.finish(SessionState.ENDED, reason)
+            failed = params.get("state") == SessionState.FAILED.value
+            self.finish(SessionState.FAILED if failed else SessionState.ENDED, reason)
         else:
             await self.ctx.sockets.emit("notification", message, self.socket_sid)
 

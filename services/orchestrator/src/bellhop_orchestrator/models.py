@@ -25,8 +25,9 @@ class RecordState(StrEnum):
       heartbeat has been seen yet.
     running: the worker has written its heartbeat at least once.
     ended: the session was stopped, and `ended_reason` contains the reason.
-    failed: the worker could not start or reported a failure (e.g. a missing
-      dataset), and `ended_reason` contains the error.
+    failed: the worker could not start, reported a failure (e.g. a missing
+      dataset) or stopped unexpectedly (a crash or a kill), and
+      `ended_reason` contains the error.
     """
 
     STARTING = "starting"

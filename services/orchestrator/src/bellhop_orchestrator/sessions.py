@@ -118,7 +118,7 @@ class SessionManager:
         # than the worker's own "SIGTERM" that the stop makes it send.
         if was_live or remove_record:
             await self.store.publish_ended(
-                session_id, ended.ended_reason or reason.message
+                session_id, ended.ended_reason or reason.message, final_state.value
             )
         if ended.provider_ref:
             await self._stop_worker(ended, reason)

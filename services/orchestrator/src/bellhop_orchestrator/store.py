@@ -191,8 +191,10 @@ class SessionStore:
             names.remove(self.keys.worker(session_id))
         await self.client.delete(*names)
 
-    async def publish_ended(self, session_id: str, reason: str) -> None:
-        message = notification(SESSION_ENDED_NOTIFICATION, {"reason": reason})
+    async def publish_ended(self, session_id: str, reason: str, state: str) -> None:
+        """Publish `session.ended` with the reason and the final state."""
+        params = {"reason": reason, "state": state}
+        message = notification(SESSION_ENDED_NOTIFICATION, params)
         await self.client.publish(self.keys.results(session_id), json.dumps(message))
 
     async def _swap_raw(self, session_id: str, old: str, new: str) -> bool:

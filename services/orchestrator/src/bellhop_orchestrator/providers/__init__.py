@@ -6,12 +6,20 @@ from bellhop_orchestrator.metrics import Metrics
 from bellhop_orchestrator.providers.base import (
     Provider,
     RunningWorker,
+    WorkerExit,
     WorkerSpec,
     WorkerStatus,
 )
 from bellhop_orchestrator.settings import OrchestratorSettings
 
-__all__ = ["Provider", "RunningWorker", "WorkerSpec", "WorkerStatus", "build_provider"]
+__all__ = [
+    "Provider",
+    "RunningWorker",
+    "WorkerExit",
+    "WorkerSpec",
+    "WorkerStatus",
+    "build_provider",
+]
 
 
 def build_provider(settings: OrchestratorSettings, metrics: Metrics) -> Provider:

@@ -12,10 +12,16 @@ Worker status, as `poll` reports it:
   handle points at a process that is no longer the one started).
 - unknown: the provider cannot tell right now (e.g. its API failed); callers
   decide again later and never stop a worker on this status alone.
+
+`find_exited` checks many workers at once and reports how each one that is
+gone ended (`WorkerExit`), so the reaper can end a session as soon as its
+worker dies.
 """
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -58,6 +64,38 @@ class RunningWorker:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class WorkerExit:
+    """The exit of a gone worker, as far as the provider can tell.
+
+    `exit_code` follows asyncio.subprocess: the exit status, or minus the
+    signal number for a worker killed by a signal. It is None when the
+    provider cannot know it: Heroku reports none, and a local worker that
+    another orchestrator process started is not this process's child.
+    """
+
+    exit_code: int | None = None
+    detail: str = ""
+    # False when the worker may still be starting but is not listed yet, as
+    # a Heroku dyno that another replica created moments ago can be.
+    certain: bool = True
+
+    def describe(self) -> str:
+        """Return the exit in words, e.g. `killed by SIGKILL` or `exit status 1`."""
+        if self.exit_code is None:
+            return self.detail or "exit status unknown"
+        if self.exit_code < 0:
+            return f"killed by {_signal_name(-self.exit_code)}"
+        return f"exit status {self.exit_code}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 class Provider(Protocol):
     """Starts and stops session workers; every method is safe to call twice."""
 
@@ -84,6 +122,16 @@ class Provider(Protocol):
 
     async def poll(self, provider_ref: str) -> WorkerStatus:
         """Report whether the worker behind `provider_ref` still runs."""
+        ...
+
+    async def find_exited(
+        self, provider_refs: Collection[str]
+    ) -> dict[str, WorkerExit]:
+        """Return the workers among `provider_refs` that are gone, by ref.
+
+        A ref missing from the result runs, or its status is unknown right
+        now. Raises ProviderError when the provider cannot be asked.
+        """
         ...
 
     async def aclose(self) -> None:

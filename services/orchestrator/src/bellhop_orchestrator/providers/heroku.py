@@ -14,11 +14,17 @@ import asyncio
 import logging
 import shlex
 import time
+from collections.abc import Collection
 from typing import Any
 
 from bellhop_orchestrator.errors import ProviderCapacityError, ProviderError
 from bellhop_orchestrator.metrics import Metrics
-from bellhop_orchestrator.providers.base import RunningWorker, WorkerSpec, WorkerStatus
+from bellhop_orchestrator.providers.base import (
+    RunningWorker,
+    WorkerExit,
+    WorkerSpec,
+    WorkerStatus,
+)
 from bellhop_orchestrator.providers.heroku_client import HerokuApiError, HerokuClient
 from bellhop_orchestrator.providers.local import session_from_argv
 from bellhop_orchestrator.settings import OrchestratorSettings
@@ -124,8 +130,53 @@ class HerokuProvider:
             return WorkerStatus.RUNNING
         return WorkerStatus.EXITED
 
+    async def find_exited(
+        self, provider_refs: Collection[str]
+    ) -> dict[str, WorkerExit]:
+        """Find gone dynos with one list call, and one info call per missing dyno.
+
+        The Platform API reports no exit status, so every exit found here has
+        an unknown status. A dyno absent from the list is confirmed with an
+        info call, because the list can lag behind a create.
+        """
+        if not provider_refs:
+            return {}
+        try:
+            dynos = await self._client.list_dynos(self._settings.heroku_page_size)
+        except HerokuApiError as exc:
+            raise self._explain(exc) from exc
+        states = {str(dyno.get("id")): dyno.get("state") for dyno in dynos}
+        exits = {}
+        for ref in provider_refs:
+            if ref not in states:
+                if await self._is_gone(ref):
+                    exits[ref] = WorkerExit(None, "the dyno is gone", certain=False)
+            elif states[ref] in _RUNNING_STATES:
+                # Listed once, so from now on a 404 means the dyno is gone.
+                self._created_at.pop(ref, None)
+            else:
+                exits[ref] = WorkerExit(None, f"the dyno state is {states[ref]}")
+        return exits
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    async def _is_gone(self, dyno_id: str) -> bool:
+        """Confirm with an info call that a dyno missing from the list is gone.
+
+        A dyno that this process created less than 30 s ago and has not seen
+        listed yet counts as running, because the API can lag behind a
+        create. A crash that early is found once the 30 s have passed, or
+        when the heartbeat key expires.
+
+        A dyno that another orchestrator replica created moments ago is not
+        fresh here, so if both the list and the info call lag behind its
+        create, it is reported gone. Such an exit is marked uncertain, and
+        the reaper ignores it for a session younger than 30 s.
+        """
+        if self._is_fresh(dyno_id):
+            return False
+        return await self.poll(dyno_id) is WorkerStatus.EXITED
 
     async def _info(self, dyno_id: str) -> dict[str, Any] | None:
         """Return the dyno, None when it is gone, or {} when that is unknown.

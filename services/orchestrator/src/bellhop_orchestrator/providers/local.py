@@ -19,10 +19,17 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Collection
+from dataclasses import dataclass
 
 from bellhop_orchestrator.errors import ProviderError
 from bellhop_orchestrator.providers import procfs
-from bellhop_orchestrator.providers.base import RunningWorker, WorkerSpec, WorkerStatus
+from bellhop_orchestrator.providers.base import (
+    RunningWorker,
+    WorkerExit,
+    WorkerSpec,
+    WorkerStatus,
+)
 from bellhop_orchestrator.settings import OrchestratorSettings
 
 logger = logging.getLogger(__name__)
@@ -33,6 +40,10 @@ MARKER_VALUE = "local"
 _WITHHELD_VARIABLES = {"ORCHESTRATOR_TOKEN", "HEROKU_API_TOKEN", "GATEWAY_SECRET"}
 _WORKER_PROGRAM_NAMES = ("bellhop_worker", "bellhop-worker")
 _POLL_INTERVAL_S = 0.05
+# Exit statuses of children that `find_exited` has not returned yet. Beyond
+# this many, the oldest are dropped, and their workers are then reported with
+# an unknown status.
+_MAX_KEPT_EXIT_CODES = 1024
 
 
 def format_ref(pid: int, start_ticks: int) -> str:
@@ -104,6 +115,15 @@ async def lower_priority(pid: int, nice: int) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Child:
+    """A worker this process started, and its ref, which no later process
+    with the same pid shares."""
+
+    process: asyncio.subprocess.Process
+    ref: str
+
+
 class LocalProvider:
     """Runs workers as child processes, each in its own process group."""
 
@@ -119,7 +139,8 @@ class LocalProvider:
         self._kill_timeout_s = settings.local_kill_timeout_s
         self._nice = settings.local_worker_nice
         self._priority_tasks: set[asyncio.Task[None]] = set()
-        self._children: dict[int, asyncio.subprocess.Process] = {}
+        self._children: dict[int, _Child] = {}
+        self._exit_codes: dict[str, int] = {}
         self._stopping: dict[int, asyncio.Task[None]] = {}
 
     async def start(self, spec: WorkerSpec) -> str:
@@ -133,7 +154,8 @@ class LocalProvider:
                 f"status {exit_code}; check LOCAL_WORKER_COMMAND and the "
                 "orchestrator's log."
             )
-        self._children[proc.pid] = proc
+        ref = format_ref(proc.pid, stat.start_ticks)
+        self._children[proc.pid] = _Child(proc, ref)
         # Runs in the background because unprivileged autogroup changes are
         # rate limited and many sessions may start at once.
         task = asyncio.create_task(lower_priority(proc.pid, self._nice))
@@ -146,7 +168,7 @@ class LocalProvider:
             proc.pid,
             spec.dataset,
         )
-        return format_ref(proc.pid, stat.start_ticks)
+        return ref
 
     async def stop(self, provider_ref: str, reason: str) -> None:
         parsed = parse_ref(provider_ref)
@@ -156,6 +178,9 @@ class LocalProvider:
             )
             return
         pid, start_ticks = parsed
+        # The orchestrator ends this worker itself, so `find_exited` must not
+        # report its exit.
+        self._exit_codes.pop(provider_ref, None)
         if not procfs.is_same_process_running(pid, start_ticks):
             await self._forget(pid)
             return
@@ -184,6 +209,17 @@ class LocalProvider:
         if procfs.is_same_process_running(*parsed):
             return WorkerStatus.RUNNING
         return WorkerStatus.EXITED
+
+    async def find_exited(
+        self, provider_refs: Collection[str]
+    ) -> dict[str, WorkerExit]:
+        exits = {}
+        for ref in provider_refs:
+            parsed = parse_ref(ref)
+            if parsed is None or procfs.is_same_process_running(*parsed):
+                continue
+            exits[ref] = WorkerExit(await self._exit_code(parsed[0], ref))
+        return exits
 
     async def aclose(self) -> None:
         self._drop_exited_children()
@@ -242,23 +278,49 @@ class LocalProvider:
             await asyncio.sleep(_POLL_INTERVAL_S)
         return True
 
+    async def _exit_code(self, pid: int, ref: str) -> int | None:
+        """Return the exit status of the worker behind ref, None if not our child."""
+        if ref in self._exit_codes:
+            return self._exit_codes.pop(ref)
+        child = self._children.get(pid)
+        if child is None or child.ref != ref:
+            return None
+        try:
+            exit_code = await asyncio.wait_for(
+                child.process.wait(), self._kill_timeout_s
+            )
+        except TimeoutError:
+            logger.warning("worker pid=%d exited but was not reaped in time", pid)
+            return None
+        del self._children[pid]
+        logger.info("worker pid=%d exited exit_code=%s", pid, exit_code)
+        return exit_code
+
     async def _forget(self, pid: int) -> None:
         """Reap our child (if it is one) so it never lingers as a zombie."""
-        proc = self._children.pop(pid, None)
-        if proc is None:
+        child = self._children.pop(pid, None)
+        if child is None:
             return
         try:
-            exit_code = await asyncio.wait_for(proc.wait(), self._kill_timeout_s)
+            exit_code = await asyncio.wait_for(
+                child.process.wait(), self._kill_timeout_s
+            )
         except TimeoutError:
             logger.warning("worker pid=%d exited but was not reaped in time", pid)
             return
         logger.info("worker pid=%d exited exit_code=%s", pid, exit_code)
 
     def _drop_exited_children(self) -> None:
-        for pid, proc in list(self._children.items()):
-            if proc.returncode is not None:
-                logger.info("worker pid=%d exited exit_code=%d", pid, proc.returncode)
-                del self._children[pid]
+        """Forget exited children, keeping their statuses for `find_exited`."""
+        for pid, child in list(self._children.items()):
+            exit_code = child.process.returncode
+            if exit_code is None:
+                continue
+            logger.info("worker pid=%d exited exit_code=%d", pid, exit_code)
+            del self._children[pid]
+            self._exit_codes[child.ref] = exit_code
+        while len(self._exit_codes) > _MAX_KEPT_EXIT_CODES:
+            del self._exit_codes[next(iter(self._exit_codes))]
 
     def _scan(self) -> builtins.list[RunningWorker]:
         own_pid = os.getpid()
