@@ -109,7 +109,50 @@ def test_create_with_other_dataset_conflicts(orchestrator: Orchestrator) -> None
     response = orchestrator.create(dataset="synthetic-2k", session_id=session_id)
 
     assert response.status_code == 409
-    assert DATASET in response.json()["detail"]
+    assert "another dataset" in response.json()["detail"]
+
+
+def test_create_with_other_user_conflicts(orchestrator: Orchestrator) -> None:
+    session_id = new_session_id()
+    orchestrator.create(dataset=DATASET, session_id=session_id, user="alice")
+    response = orchestrator.create(dataset=DATASET, session_id=session_id, user="bob")
+
+    assert response.status_code == 409
+    assert "another user" in response.json()["detail"]
+
+
+def test_body_without_json_content_type_named(orchestrator: Orchestrator) -> None:
+    response = httpx.post(
+        f"{orchestrator.url}/v1/sessions",
+        content=b'{"dataset": "synthetic-1k"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    assert response.status_code == 422
+    assert "Content-Type: application/json" in response.json()["detail"]
+    assert "application/x-www-form-urlencoded" in response.json()["detail"]
+
+
+def test_body_not_json_names_position(orchestrator: Orchestrator) -> None:
+    response = httpx.post(
+        f"{orchestrator.url}/v1/sessions",
+        content=b'{"dataset": synthetic-1k}',
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "body: the body is not valid JSON" in detail
+    assert "at character 12" in detail
+
+
+def test_empty_user_rule_in_words(orchestrator: Orchestrator) -> None:
+    response = orchestrator.create(dataset=DATASET, user="")
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "user must be 1 to 128 characters" in detail
+    assert "\\x00" not in detail
 
 
 def test_unknown_dataset_lists_valid_names(orchestrator: Orchestrator) -> None:

@@ -117,7 +117,7 @@ async def _orchestrator_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [_describe(error) for error in exc.errors()]
+    errors = [_describe(error, request) for error in exc.errors()]
     summary = "; ".join(f"{e['location']}: {e['message']}" for e in errors)
     body = {"detail": f"Invalid request: {summary}.", "errors": errors}
     return JSONResponse(jsonable_encoder(body), 422)
@@ -140,10 +140,27 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, 500)
 
 
-def _describe(error: Any) -> dict[str, str]:
+def _describe(error: Any, request: Request) -> dict[str, str]:
     location = ".".join(str(part) for part in error.get("loc", ()))
-    return {
-        "location": location,
-        "message": str(error.get("msg", "")),
-        "type": str(error.get("type", "")),
-    }
+    kind = str(error.get("type", ""))
+    message = str(error.get("msg", ""))
+    if kind == "json_invalid":
+        # FastAPI puts the character position after "body" in the location.
+        position = error.get("loc", ("body", "?"))[-1]
+        reason = (error.get("ctx") or {}).get("error", "invalid JSON")
+        location = "body"
+        message = f"the body is not valid JSON: {reason} at character {position}"
+    elif location == "body" and not _is_json(request):
+        content_type = request.headers.get("content-type") or "none"
+        message = (
+            f"send the body as a JSON object with Content-Type: application/json "
+            f"(the request's Content-Type was {content_type})"
+        )
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    return {"location": location, "message": message, "type": kind}
+
+
+def _is_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "")
+    return content_type.split(";")[0].strip().lower() == "application/json"

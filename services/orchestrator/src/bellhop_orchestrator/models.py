@@ -85,7 +85,12 @@ class CreateSessionRequest(BaseModel):
         # Documented here, checked by the validator below for a clearer error.
         json_schema_extra={"pattern": SESSION_ID_PATTERN},
     )
-    user: str | None = Field(default=None, pattern=USER_ID_PATTERN)
+    user: str | None = Field(
+        default=None,
+        description="1 to 128 characters, none of them a control character.",
+        # Documented here, checked by the validator below for a clearer error.
+        json_schema_extra={"pattern": USER_ID_PATTERN},
+    )
 
     @field_validator("session_id")
     @classmethod
@@ -94,6 +99,16 @@ class CreateSessionRequest(BaseModel):
             raise ValueError(
                 "session_id must be 22 to 128 characters of A-Z, a-z, 0-9, _ and -; "
                 "omit it to have the orchestrator generate one"
+            )
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _check_user(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_user_id(value):
+            raise ValueError(
+                "user must be 1 to 128 characters, none of them a control "
+                "character; omit it for an anonymous session"
             )
         return value
 

@@ -154,10 +154,10 @@ class SessionManager:
         self, existing: SessionRecord, request: CreateSessionRequest, dataset: str
     ) -> SessionRecord:
         if existing.dataset != dataset or existing.user != request.user:
+            differs = "dataset" if existing.dataset != dataset else "user"
             raise SessionConflict(
-                f"Session {existing.session_id} already exists with dataset "
-                f"{existing.dataset!r} for another request; delete it first or "
-                "send the same dataset and user."
+                f"Session {existing.session_id!r} already exists with another "
+                f"{differs}; delete it first or send the same dataset and user."
             )
         return existing
 
@@ -242,7 +242,7 @@ class SessionManager:
             return updated, True
         current = await self.store.get(session_id)
         if current is None:
-            raise SessionNotFound(f"Session {session_id} not found.")
+            raise SessionNotFound(f"Session {session_id!r} not found.")
         return current, False
 
     async def _stop_worker(self, record: SessionRecord, reason: EndReason) -> None:
