@@ -146,6 +146,14 @@ def test_body_not_json_names_position(orchestrator: Orchestrator) -> None:
     assert "at character 12" in detail
 
 
+@pytest.mark.parametrize("user", ["alice\n", "a" * 129])
+def test_invalid_user_rejected(orchestrator: Orchestrator, user: str) -> None:
+    response = orchestrator.create(dataset=DATASET, user=user)
+
+    assert response.status_code == 422
+    assert "user must be 1 to 128 characters" in response.json()["detail"]
+
+
 def test_empty_user_rule_in_words(orchestrator: Orchestrator) -> None:
     response = orchestrator.create(dataset=DATASET, user="")
 

@@ -35,6 +35,7 @@ def test_session_ids_are_long_and_distinct() -> None:
     assert all(is_valid_session_id(session_id) for session_id in ids)
     assert all(len(session_id) >= 43 for session_id in ids)
     assert not is_valid_session_id("short")
+    assert not is_valid_session_id(new_session_id() + "\n")
     assert not is_valid_session_id("../../etc/passwd-and-more-characters")
 
 

@@ -32,7 +32,8 @@ def new_session_id() -> str:
 
 def is_valid_session_id(session_id: str) -> bool:
     """Return True when session_id has the shape of an id this system issues."""
-    return bool(_SESSION_ID_PATTERN.match(session_id))
+    # fullmatch, because `$` also matches before a final newline.
+    return bool(_SESSION_ID_PATTERN.fullmatch(session_id))
 
 
 @dataclass(frozen=True)

@@ -127,4 +127,5 @@ class HealthResponse(BaseModel):
 
 
 def is_valid_user_id(user: str) -> bool:
-    return bool(_USER_ID.match(user))
+    # fullmatch, because `$` also matches before a final newline.
+    return bool(_USER_ID.fullmatch(user))

@@ -135,14 +135,23 @@ class Reaper:
         ]
         if not refs:
             return {}
+        # One tick's budget: a provider that backs off (Heroku answering 429)
+        # must not hold the tick past the leader lock, which lives 3 ticks.
+        timeout_s = self._settings.reaper_interval_s
         try:
-            return await provider.find_exited(refs)
+            async with asyncio.timeout(timeout_s):
+                return await provider.find_exited(refs)
         except ProviderError as exc:
             logger.warning(
                 "worker exit check failed error=%s; heartbeats still end sessions",
                 exc.detail,
             )
-            return {}
+        except TimeoutError:
+            logger.warning(
+                "worker exit check timed out after %g s; heartbeats still end sessions",
+                timeout_s,
+            )
+        return {}
 
     async def _check_guarded(
         self, stored: StoredRecord, exits: dict[str, WorkerExit]
@@ -159,6 +168,9 @@ class Reaper:
     async def _check(self, stored: StoredRecord, exits: dict[str, WorkerExit]) -> None:
         record = stored.record
         if not record.is_live:
+            # It may have ended elsewhere (DELETE, another replica, a failed
+            # heartbeat) while an uncertain exit was waiting.
+            self._exit_heartbeat.pop(record.session_id, None)
             await self._purge_if_old(stored)
             return
         ttl_s = self._settings.worker_time_to_live_s

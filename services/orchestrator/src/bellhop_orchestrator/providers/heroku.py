@@ -174,6 +174,9 @@ class HerokuProvider:
         create, it is reported gone. Such an exit is marked uncertain, and
         the reaper ignores it for a session younger than 30 s.
         """
+        # NOTE: a dyno that crashes while fresh and unlisted is reported only
+        # once it is 30 s old. If its heartbeat key has expired by then, the
+        # reaper takes the exit for a clean one (worker_exited, not failed).
         if self._is_fresh(dyno_id):
             return False
         return await self.poll(dyno_id) is WorkerStatus.EXITED
