@@ -109,7 +109,8 @@ def parse_json(text: str | bytes) -> Any:
         raise nested_too_deeply_error() from None
 
 
-def _is_valid_id(value: Any) -> bool:
+def is_valid_id(value: Any) -> bool:
+    """Return True for a JSON-RPC id: a string, a number or null."""
     # bool is a subclass of int, but true/false are not valid ids.
     if isinstance(value, bool):
         return False
@@ -129,7 +130,7 @@ def parse_envelope(message: Any) -> Envelope:
             f"got {type(message).__name__}.",
         )
     raw_id = message.get("id")
-    request_id = raw_id if _is_valid_id(raw_id) else None
+    request_id = raw_id if is_valid_id(raw_id) else None
     if message.get("jsonrpc") != JSONRPC_VERSION:
         raise RpcError(
             INVALID_REQUEST,
@@ -137,7 +138,7 @@ def parse_envelope(message: Any) -> Envelope:
             f"got {message.get('jsonrpc')!r}.",
             {"id": request_id},
         )
-    if not _is_valid_id(raw_id):
+    if not is_valid_id(raw_id):
         raise RpcError(
             INVALID_REQUEST,
             'Invalid request: "id" must be a string, a number or null, '

@@ -21,6 +21,7 @@ from bellhop_shared.jsonrpc import (
     TIMEOUT,
     RpcError,
     error_response,
+    is_valid_id,
 )
 from redis.exceptions import RedisError
 
@@ -42,12 +43,8 @@ logger = logging.getLogger(__name__)
 
 def _request_id(payload: Any) -> Any:
     """Return the id of a single request that was rejected whole, else None."""
-    if isinstance(payload, dict):
-        request_id = payload.get("id")
-        if isinstance(request_id, str | int | float) and not isinstance(
-            request_id, bool
-        ):
-            return request_id
+    if isinstance(payload, dict) and is_valid_id(payload.get("id")):
+        return payload["id"]
     return None
 
 
