@@ -1,11 +1,12 @@
 """A bare Socket.IO server: the floor that the gateway is measured against.
 
 It acknowledges every `rpc` event and does nothing else. With
---response-file it acknowledges with that recorded JSON-RPC response (its
-id set to the request's), so the floor carries the same bytes back to the
-client as the measured path does; without it, it echoes the payload. The
-acknowledgement is encoded once with orjson through the gateway's packet
-class, as the gateway encodes its own, and it runs under uvicorn with the
+--response-file it acknowledges with that recorded JSON-RPC response, its
+id set to the request's, so the floor carries the same bytes back to the
+client as the measured path does. Without the option it echoes the payload.
+
+The acknowledgement is encoded once with orjson through the gateway's packet
+class, as the gateway encodes its own. The server runs under uvicorn with the
 gateway's server settings, so the difference between the two is Bellhop's
 own work.
 

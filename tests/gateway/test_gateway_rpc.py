@@ -289,7 +289,7 @@ def test_deep_nesting_as_text_is_parse_error(
 
 
 # orjson decodes up to 1,024 levels, so at 1,010 the handler gets the request
-# object and can return its id; at 5,000 it gets only the marker.
+# object and returns its id. At 5,000 it gets only the marker.
 @pytest.mark.parametrize(("depth", "expected_id"), [(1010, 7), (5000, None)])
 def test_deep_nesting_as_object_is_acknowledged(
     gateway: Any,

@@ -124,17 +124,17 @@ window.BellhopSession = (function () {
     }
   }
 
-  // Return the wait in ms that a rate-limit error asks for before the request
-  // is sent again, or null when sending it again cannot help. The gateway
-  // leaves out retry_after_s for a batch larger than its burst.
+  // Return the wait in ms that a rate-limit error gives in retry_after_s, or
+  // null when sending the request again cannot help. The gateway leaves out
+  // retry_after_s for a batch larger than its burst.
   function retryDelayMs(error) {
     if (!error || error.code !== RATE_LIMITED || !error.data) return null;
     const seconds = error.data.retry_after_s;
     return typeof seconds === "number" && seconds >= 0 ? seconds * 1000 : null;
   }
 
-  // Send payload, and while the gateway rate-limits it, wait as long as the
-  // error says and send it again.
+  // Send payload. While the gateway rate-limits it, wait the error's
+  // retry_after_s and send it again.
   async function rpcRetrying(payload) {
     for (;;) {
       const response = await rpc(payload);

@@ -20,7 +20,7 @@ the packet encodes once, up front, and keeps the text.
 An incoming event nested too deeply for the parsers would make python-socketio
 drop the packet, and a call waiting for its acknowledgement would never get
 one. `JsonPacket` decodes such an event as `[name, NESTED_TOO_DEEPLY]`
-instead, so the event's handler can answer with a parse error.
+instead, so the event's handler can return a parse error.
 """
 
 from __future__ import annotations

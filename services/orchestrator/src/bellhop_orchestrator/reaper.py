@@ -135,8 +135,9 @@ class Reaper:
         ]
         if not refs:
             return {}
-        # One tick's budget: a provider that backs off (Heroku answering 429)
-        # must not hold the tick past the leader lock, which lives 3 ticks.
+        # One tick at most, because a provider that backs off (Heroku returns
+        # 429 when rate limited) must not hold the tick past the leader lock,
+        # which lives 3 ticks.
         timeout_s = self._settings.reaper_interval_s
         try:
             async with asyncio.timeout(timeout_s):
