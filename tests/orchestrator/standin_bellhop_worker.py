@@ -28,7 +28,14 @@ def main() -> None:
     parser.add_argument("--session", required=True)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--user")
-    args = parser.parse_args()
+    # Session ids may start with "-", which argparse takes for an option
+    # unless the value is attached with "=", as the real worker does too.
+    argv = sys.argv[1:]
+    for index, arg in enumerate(argv[:-1]):
+        if arg == "--session":
+            argv[index : index + 2] = [f"--session={argv[index + 1]}"]
+            break
+    args = parser.parse_args(argv)
 
     stop = {"requested": False}
     if os.environ.get("STANDIN_IGNORE_SIGTERM") == "1":
