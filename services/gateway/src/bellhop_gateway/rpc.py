@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from bellhop_shared.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -72,6 +73,48 @@ class PreparedMessage:
             # rejects them with a clear error.
             return json.dumps(payload, separators=(",", ":"))
         return text
+
+
+@dataclass(frozen=True)
+class EncodedResponse:
+    """A worker response kept as JSON text: its id, and the text after the id."""
+
+    # The worker encodes "jsonrpc" and "id" first, and the ids the gateway
+    # issues ("<gateway_id>:<n>") contain nothing JSON escapes.
+    HEAD = b'{"jsonrpc":"2.0","id":"'
+
+    request_id: str
+    tail: bytes
+
+    @classmethod
+    def split(cls, text: bytes) -> EncodedResponse | None:
+        """Return the response with its id read off its head; None for other texts.
+
+        None means the text must be decoded: a batch, a notification, a
+        response whose id is not a plain string, or a text that does not
+        end its object. The rest of the text is not checked, because it is
+        the worker's own encoding and Redis delivers each message whole.
+        """
+        if not text.startswith(cls.HEAD) or not text.endswith(b"}"):
+            return None
+        end = text.find(b'"', len(cls.HEAD))
+        if end < 0 or text[end + 1 : end + 2] != b",":
+            return None
+        request_id = text[len(cls.HEAD) : end]
+        if b"\\" in request_id:
+            return None
+        return cls(request_id.decode(), text[end + 1 :])
+
+    def with_id(self, request_id: RequestId) -> orjson.Fragment:
+        """Return the response with request_id in place of the gateway's id.
+
+        The Fragment goes into the acknowledgement as it is, without encoding.
+        """
+        head = b'{"jsonrpc":"2.0","id":' + dumps(request_id).encode()
+        return orjson.Fragment(head + self.tail)
+
+
+WorkerResponse = dict[str, Any] | EncodedResponse
 
 
 class IdRewriter:
@@ -140,7 +183,9 @@ def prepare(message: Any, new_id: Callable[[], str]) -> PreparedMessage:
     return prepared
 
 
-def _restore_id(response: dict[str, Any], slot: Slot) -> dict[str, Any]:
+def _restore_id(response: WorkerResponse, slot: Slot) -> Any:
+    if isinstance(response, EncodedResponse):
+        return response.with_id(slot.original_id)
     return {**response, "id": slot.original_id}
 
 
@@ -153,7 +198,7 @@ def _missing_response(slot: Slot) -> dict[str, Any]:
     )
 
 
-def build_ack(prepared: PreparedMessage, responses: dict[str, dict[str, Any]]) -> Any:
+def build_ack(prepared: PreparedMessage, responses: dict[str, WorkerResponse]) -> Any:
     """Return the acknowledgement: a response, a batch array, or None.
 
     `responses` maps rewritten ids to worker responses. Notifications get no
