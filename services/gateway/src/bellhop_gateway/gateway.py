@@ -36,6 +36,7 @@ from bellhop_gateway.grace import GraceKeeper
 from bellhop_gateway.limits import Limits, QueueAdmitter
 from bellhop_gateway.link import RESUMED_ELSEWHERE_MESSAGE, SessionLink
 from bellhop_gateway.orchestrator import OrchestratorClient
+from bellhop_gateway.pipelined import PipelinedConnection
 from bellhop_gateway.rpc import IdRewriter
 from bellhop_gateway.settings import GatewaySettings
 from bellhop_gateway.store import (
@@ -49,9 +50,10 @@ from bellhop_gateway.subscriber import ResultSubscriber
 logger = logging.getLogger(__name__)
 
 CONNECT_WAIT_S = 5.0
-# Commands (queue pushes, heartbeats, records) share GATEWAY_REDIS_CONNECTIONS
-# connections and wait up to REDIS_POOL_WAIT_S for a free one, so the number
-# of connections stays fixed however many sessions the replica serves.
+# Commands other than queue pushes (heartbeats, records) share
+# GATEWAY_REDIS_CONNECTIONS connections and wait up to REDIS_POOL_WAIT_S for a
+# free one, so the number of connections stays fixed however many sessions
+# the replica serves. Queue pushes go through one pipelined connection.
 REDIS_POOL_WAIT_S = 10.0
 
 
@@ -134,7 +136,13 @@ class Gateway:
             subscriber=self.subscriber,
             keys=keys,
             store=store,
-            admitter=QueueAdmitter(redis, keys, _limits(settings)),
+            admitter=QueueAdmitter(
+                PipelinedConnection(
+                    settings.redis_url, f"bellhop-gateway:{self.id}:queue"
+                ),
+                keys,
+                _limits(settings),
+            ),
             orchestrator=orchestrator,
             new_id=IdRewriter(self.id),
             sockets=self,
@@ -174,6 +182,7 @@ class Gateway:
             await self._release(socket_sid, "gateway stopping")
         await self.ctx.orchestrator.aclose()
         await self.subscriber.stop()
+        await self.ctx.admitter.aclose()
         await self.ctx.redis.aclose()
         logger.info("gateway %s stopped", self.id)
 

@@ -4,16 +4,21 @@ The rate limit is a token bucket per session, stored in the session's gateway
 record (fields tokens and stamp), so every replica shares one bucket. One Lua
 script checks the bucket and the queue length, then pushes the item, so a
 rejected item never touches the queue. The script reads the clock with Redis
-TIME, so replicas with skewed clocks still agree.
+TIME, so replicas with skewed clocks still agree. It runs on the replica's
+pipelined connection (see pipelined.py), because it is on the critical path
+of every request.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
-import redis.asyncio as aioredis
 from bellhop_shared.keys import Keys
+from redis.exceptions import ResponseError
+
+from bellhop_gateway.pipelined import PipelinedConnection
 
 # KEYS: record, queue. ARGV: rate per s, burst, cost, max queue, item.
 # Returns {status, detail}: detail is the queue length after a push, the wait
@@ -76,15 +81,37 @@ class Limits:
 class QueueAdmitter:
     """Pushes items onto session queues when the limits allow it."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, limits: Limits) -> None:
+    def __init__(
+        self, connection: PipelinedConnection, keys: Keys, limits: Limits
+    ) -> None:
+        self._connection = connection
         self._keys = keys
         self.limits = limits
-        self._admit = redis.register_script(_ADMIT)
+        self._sha = hashlib.sha1(_ADMIT.encode()).hexdigest()
 
     async def push(self, session_id: str, item: str, cost: int) -> AdmissionResult:
         """LPUSH item unless the session is over a limit; cost = requests in it."""
-        keys = [self._keys.gateway(session_id), self._keys.queue(session_id)]
-        args = [self.limits.rate_per_s, self.limits.burst, cost]
-        args += [self.limits.max_queue, item]
-        status, detail = await self._admit(keys=keys, args=args)
+        limits = self.limits
+        args = (
+            2,
+            self._keys.gateway(session_id),
+            self._keys.queue(session_id),
+            limits.rate_per_s,
+            limits.burst,
+            cost,
+            limits.max_queue,
+            item,
+        )
+        try:
+            reply = await self._connection.execute("EVALSHA", self._sha, *args)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            # Redis lost its script cache (a restart, SCRIPT FLUSH, a
+            # failover). EVAL runs the script and caches it again.
+            reply = await self._connection.execute("EVAL", _ADMIT, *args)
+        status, detail = reply
         return AdmissionResult(Admission(status), float(detail))
+
+    async def aclose(self) -> None:
+        await self._connection.aclose()

@@ -1,0 +1,279 @@
+"""One Redis connection that many coroutines send commands on at once.
+
+The gateway queues every request with one EVALSHA, on the critical path of
+each call. redis-py's asyncio client takes a pool connection per command and
+runs each write under asyncio.wait_for, which starts a task. In a loop of
+sequential EVALSHA calls (redis-py 8.2, 2-vCPU AMD EPYC) that cost 83 us of
+CPU and 102 us of wall time per call, against 28 us and 62 us for writing
+the command and parsing the reply with hiredis here.
+
+Redis replies to the commands of a connection in the order it received them,
+so each command's future waits in a FIFO and every reply resolves the oldest.
+A reply that takes longer than the reply timeout closes the connection,
+because the replies after it would no longer match their commands. Commands
+that were waiting then fail with ConnectionError, and the next command
+connects again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, cast
+
+import hiredis
+from bellhop_shared.redis_client import SOCKET_TIMEOUT_S, tls_options
+from redis.asyncio.connection import SSLConnection, parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+CONNECT_TIMEOUT_S = 5.0
+
+Argument = str | bytes | int | float
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The address, credentials and TLS settings of a Redis URL."""
+
+    host: str
+    port: int
+    path: str | None
+    db: int
+    username: str | None
+    password: str | None
+    tls: ssl.SSLContext | None
+
+    @classmethod
+    def from_url(cls, url: str) -> Endpoint:
+        options = parse_url(url)
+        tls = None
+        if options.get("connection_class") is SSLConnection:
+            cert_reqs = options.get("ssl_cert_reqs", tls_options(url)["ssl_cert_reqs"])
+            tls = _tls_context(cert_reqs, options.get("ssl_ca_certs"))
+        return cls(
+            host=options.get("host", "localhost"),
+            port=int(options.get("port", 6379)),
+            path=options.get("path"),
+            db=int(options.get("db", 0)),
+            username=options.get("username"),
+            password=options.get("password"),
+            tls=tls,
+        )
+
+    def describe(self) -> str:
+        return self.path or f"{self.host}:{self.port}"
+
+
+def _tls_context(cert_reqs: Any, ca_certs: str | None) -> ssl.SSLContext:
+    """Return a client TLS context for cert_reqs: none, optional or required."""
+    context = ssl.create_default_context(cafile=ca_certs)
+    setting = str(cert_reqs).lower() if cert_reqs is not None else "none"
+    if setting == "required":
+        return context
+    if setting not in ("none", "optional"):
+        raise ValueError(
+            f"Invalid ssl_cert_reqs {cert_reqs!r}: use none, optional or required."
+        )
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE if setting == "none" else ssl.CERT_OPTIONAL
+    return context
+
+
+class PipelinedConnection:
+    """Sends commands on one lazily opened connection and returns their replies.
+
+    Replies are decoded as UTF-8 text. An error reply raises ResponseError
+    and leaves the connection usable. A lost connection, a failed connect or
+    a reply slower than reply_timeout_s raises redis-py's ConnectionError.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client_name: str,
+        reply_timeout_s: float = SOCKET_TIMEOUT_S,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> None:
+        self._endpoint = Endpoint.from_url(url)
+        self._client_name = client_name
+        self._reply_timeout_s = reply_timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._protocol: _RespProtocol | None = None
+        self._connect_lock = asyncio.Lock()
+
+    async def execute(self, *args: Argument) -> Any:
+        """Send one command and return its reply."""
+        protocol = self._protocol
+        if protocol is None or protocol.is_closed:
+            protocol = await self._connect()
+        return await protocol.send(args)
+
+    async def aclose(self) -> None:
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None:
+            protocol.close()
+            await protocol.wait_closed()
+
+    async def _connect(self) -> _RespProtocol:
+        async with self._connect_lock:
+            # Another coroutine may have connected while this one waited.
+            if self._protocol is not None and not self._protocol.is_closed:
+                return self._protocol
+            self._protocol = None
+            endpoint = self._endpoint
+            try:
+                async with asyncio.timeout(self._connect_timeout_s):
+                    protocol = await self._open()
+                    await self._handshake(protocol)
+            except TimeoutError as exc:
+                raise RedisConnectionError(
+                    f"Error connecting to Redis at {endpoint.describe()}: timed out "
+                    f"after {self._connect_timeout_s:g} s"
+                ) from exc
+            except (OSError, ResponseError) as exc:
+                raise RedisConnectionError(
+                    f"Error connecting to Redis at {endpoint.describe()}: {exc}"
+                ) from exc
+            self._protocol = protocol
+            return protocol
+
+    async def _open(self) -> _RespProtocol:
+        endpoint = self._endpoint
+        loop = asyncio.get_running_loop()
+        timeout_s = self._reply_timeout_s
+        if endpoint.path is not None:
+            _, protocol = await loop.create_unix_connection(
+                lambda: _RespProtocol(timeout_s), endpoint.path
+            )
+        else:
+            _, protocol = await loop.create_connection(
+                lambda: _RespProtocol(timeout_s),
+                endpoint.host,
+                endpoint.port,
+                ssl=endpoint.tls,
+            )
+        return protocol
+
+    async def _handshake(self, protocol: _RespProtocol) -> None:
+        """Authenticate, select the database and name the connection."""
+        endpoint = self._endpoint
+        try:
+            if endpoint.password is not None:
+                credentials = [endpoint.username] if endpoint.username else []
+                await protocol.send(("AUTH", *credentials, endpoint.password))
+            if endpoint.db:
+                await protocol.send(("SELECT", endpoint.db))
+            await protocol.send(("CLIENT", "SETNAME", self._client_name))
+        except BaseException:
+            protocol.close()
+            raise
+
+
+class _RespProtocol(asyncio.Protocol):
+    """The connection's transport, its reply parser and the FIFO of waiting calls."""
+
+    def __init__(self, reply_timeout_s: float) -> None:
+        self._reply_timeout_s = reply_timeout_s
+        self._reader = hiredis.Reader(encoding="utf-8", replyError=ResponseError)
+        # Each entry is a command's future and the monotonic time it was sent.
+        self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = asyncio.get_running_loop().create_future()
+        self._failure = "Redis closed the connection"
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed.done()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while True:
+            try:
+                reply = self._reader.gets()
+            except hiredis.ProtocolError as exc:
+                self._fail(f"Redis sent an invalid reply: {exc}")
+                return
+            if reply is False:
+                return
+            if not self._waiting:
+                self._fail("Redis sent a reply to no command")
+                return
+            future, _ = self._waiting.popleft()
+            if future.done():
+                # Its caller was cancelled; the reply only keeps the FIFO in step.
+                continue
+            if isinstance(reply, ResponseError):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self._failure == "Redis closed the connection":
+            self._failure = f"the connection to Redis failed: {exc!r}"
+        if self._timer is not None:
+            self._timer.cancel()
+        while self._waiting:
+            future, _ = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(RedisConnectionError(self._failure))
+        self._can_write.set()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    async def send(self, args: tuple[Argument, ...]) -> Any:
+        if not self._can_write.is_set():
+            # The transport's buffer is over its high-water mark.
+            await self._can_write.wait()
+        if self.is_closed or self._transport is None:
+            raise RedisConnectionError(self._failure)
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((future, time.monotonic()))
+        self._transport.write(hiredis.pack_command(args))
+        if self._timer is None:
+            self._arm_timer(self._reply_timeout_s)
+        return await future
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+
+    def _fail(self, reason: str) -> None:
+        self._failure = reason
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _arm_timer(self, delay_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(delay_s, self._check_oldest)
+
+    def _check_oldest(self) -> None:
+        """Close the connection when the oldest command waited past the timeout."""
+        self._timer = None
+        if not self._waiting or self.is_closed:
+            return
+        _, sent_at = self._waiting[0]
+        waited_s = time.monotonic() - sent_at
+        if waited_s >= self._reply_timeout_s:
+            self._fail(f"no reply from Redis within {self._reply_timeout_s:g} s")
+            return
+        self._arm_timer(self._reply_timeout_s - waited_s)
