@@ -83,12 +83,22 @@ def test_facet_groups_hold_every_facet_once() -> None:
 
     names = [column.name for group in groups for column in group.columns]
     assert sorted(names) == sorted(index.facet_names)
-    for group in groups:
+    stop = 0
+    for position, group in enumerate(groups):
         assert group.n_cells <= facets.MAX_GROUP_CELLS or len(group.columns) == 1
-        # Each joint code is the C-order index of the fields' own codes.
-        decoded = np.unravel_index(group.codes, group.shape)
+        # Groups number their cells in consecutive ranges, in group order.
+        assert group.cells == slice(stop, stop + group.n_cells)
+        stop = group.cells.stop
+        # Each cell number is cells.start plus the C-order index of the fields'
+        # own codes, and the group's codes are a column of the shared matrix.
+        decoded = np.unravel_index(group.codes - group.cells.start, group.shape)
         for column, codes in zip(group.columns, decoded, strict=True):
             assert np.array_equal(codes, column.codes)
+        assert np.shares_memory(group.codes, index.facets.codes)
+        assert np.array_equal(index.facets.codes[:, position], group.codes)
+    assert index.facets.n_cells == stop
+    assert index.facets.codes.shape == (index.n_rows, len(groups))
+    assert not index.facets.codes.flags.writeable
 
 
 @pytest.mark.parametrize("row_cost", [0.0, float("inf")])

@@ -88,7 +88,9 @@ def rows(bits: Bitset) -> np.ndarray:
     if (last - first + 1) > 2 * len(words):
         return rows_in_words(bits, words)
     positions = _set_positions(bits[first : last + 1])
-    return positions + first * WORD_BITS if first else positions
+    # positions is a new array, so adding in place saves an allocation.
+    positions += first * WORD_BITS
+    return positions
 
 
 def _set_positions(words: np.ndarray) -> np.ndarray:

@@ -98,6 +98,7 @@ def _add_facet(column: Column, encoded: Encoded) -> None:
     totals = np.bincount(codes, minlength=len(dictionary) + 1)[: len(dictionary)]
     column.totals = totals.astype(np.int64)
     column.facet_keys = [facet_key(column.type, value) for value in dictionary]
+    column.facet_zeros = dict.fromkeys(column.facet_keys, 0)
     # Filters return rows of these matrices as views; nothing may write them.
     column.bitsets.flags.writeable = False
     column.missing_bits.flags.writeable = False

@@ -5,8 +5,9 @@ Every column has a value type and one or more of three representations:
 - codes: dictionary codes into `dictionary` (sorted distinct values); the code
   len(dictionary) marks a missing value. Facet and text columns have them.
 - bitsets: one packed bitset per dictionary value, a (values, words) matrix,
-  plus a bitset of missing rows, the number of rows per value (`totals`) and
-  the JSON key of each value (`facet_keys`). Only facet columns have them.
+  plus a bitset of missing rows, the number of rows per value (`totals`),
+  the JSON key of each value (`facet_keys`) and a {key: 0} dict in that
+  order (`facet_zeros`). Only facet columns have them.
 - values: a numpy array (int or float) plus a bitset of valid rows; missing
   and NaN values are invalid. Numeric columns have them, and so do facet
   columns of a numeric type (month, hour), so range filters and compute work.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,6 +42,7 @@ class Column:
     missing_bits: np.ndarray | None = None
     totals: np.ndarray | None = None
     facet_keys: list[str] | None = None
+    facet_zeros: dict[str, int] | None = None
     values: np.ndarray | None = None
     valid_bits: np.ndarray | None = None
     _distinct: np.ndarray | None = field(default=None, repr=False)
@@ -86,6 +89,8 @@ class Column:
         total = sum(part.nbytes for part in parts if part is not None)
         if self.valid_bits is not None:
             total += self.valid_bits.nbytes
+        if self.facet_zeros is not None:
+            total += sys.getsizeof(self.facet_zeros)
         return total + sum(_python_value_bytes(v) for v in self.dictionary or ())
 
     def row_values(self, rows: np.ndarray) -> list[Any]:

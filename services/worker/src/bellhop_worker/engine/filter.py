@@ -59,7 +59,7 @@ def run_filter(index: Index, raw_params: Any) -> dict[str, Any]:
     count = bitset.popcount(selection.bits)
     counter = FacetCounter(selection.bits, count, index.all_rows, index.n_rows)
     facet_columns = [index.columns[name] for name in facet_names]
-    facets = counter.all_json(facet_columns, index.facet_groups)
+    facets = counter.all_json(facet_columns, index.facets)
     known_rows = counter.selected_rows()
     page = _page(index, selection.bits, sort, offset, limit, count, known_rows)
     result: dict[str, Any] = {

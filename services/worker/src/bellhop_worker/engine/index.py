@@ -10,7 +10,7 @@ from bellhop_shared.jsonrpc import InvalidParams
 
 from bellhop_worker.engine import bitset
 from bellhop_worker.engine.columns import Column
-from bellhop_worker.engine.facets import FacetGroup, group_facets
+from bellhop_worker.engine.facets import FacetGroup, FacetGroups, group_facets
 
 # How many valid names an "unknown field" message lists before it cuts off.
 _MAX_LISTED_NAMES = 60
@@ -26,17 +26,21 @@ class Index:
     raw_bytes: int
     id_column: str | None = None
     all_rows: np.ndarray = field(init=False)
-    facet_groups: list[FacetGroup] = field(init=False)
+    facets: FacetGroups = field(init=False)
 
     def __post_init__(self) -> None:
         self.all_rows = bitset.full(self.n_rows)
         self.all_rows.flags.writeable = False
         facets = [column for column in self.columns.values() if column.is_facet]
-        self.facet_groups = group_facets(facets)
+        self.facets = group_facets(facets, self.n_rows)
 
     @property
     def n_words(self) -> int:
         return len(self.all_rows)
+
+    @property
+    def facet_groups(self) -> tuple[FacetGroup, ...]:
+        return self.facets.groups
 
     @property
     def facet_names(self) -> list[str]:
@@ -48,7 +52,7 @@ class Index:
 
     def index_bytes(self) -> int:
         columns_bytes = sum(column.index_bytes() for column in self.columns.values())
-        return columns_bytes + sum(group.index_bytes() for group in self.facet_groups)
+        return columns_bytes + self.facets.index_bytes()
 
     def column(self, name: Any, setting: str) -> Column:
         """Return the column called name; raise InvalidParams listing valid ones."""
