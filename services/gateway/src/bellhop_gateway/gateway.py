@@ -25,8 +25,6 @@ from bellhop_shared.jsonrpc import (
 from bellhop_shared.keys import new_session_id
 from bellhop_shared.redis_client import connection_options, tls_options
 from bellhop_shared.states import SessionState
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from bellhop_gateway import sio_json
@@ -69,17 +67,6 @@ def _command_client(settings: GatewaySettings) -> aioredis.Redis:
     return aioredis.Redis.from_pool(pool)
 
 
-def _results_client(settings: GatewaySettings) -> aioredis.Redis:
-    """Return the client of the results subscriber: bytes, no retries of its own."""
-    return aioredis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=False,
-        client_name=f"bellhop-gateway:{settings.gateway_id}:results",
-        retry=Retry(NoBackoff(), 0),
-        **connection_options(settings.redis_url),
-    )
-
-
 def _secret(settings: GatewaySettings) -> str | None:
     secret = settings.gateway_secret
     return secret.get_secret_value() if secret is not None else None
@@ -119,7 +106,9 @@ class Gateway:
         )
         redis = _command_client(settings)
         self.subscriber = ResultSubscriber(
-            _results_client(settings), f"gateway {self.id}"
+            settings.redis_url,
+            f"bellhop-gateway:{self.id}:results",
+            f"gateway {self.id}",
         )
         token = settings.orchestrator_token
         orchestrator = OrchestratorClient(

@@ -21,6 +21,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -102,7 +103,7 @@ class PipelinedConnection:
         self._client_name = client_name
         self._reply_timeout_s = reply_timeout_s
         self._connect_timeout_s = connect_timeout_s
-        self._protocol: _RespProtocol | None = None
+        self._protocol: RespProtocol | None = None
         self._connect_lock = asyncio.Lock()
 
     async def execute(self, *args: Argument) -> Any:
@@ -118,67 +119,91 @@ class PipelinedConnection:
             protocol.close()
             await protocol.wait_closed()
 
-    async def _connect(self) -> _RespProtocol:
+    async def _connect(self) -> RespProtocol:
         async with self._connect_lock:
             # Another coroutine may have connected while this one waited.
             if self._protocol is not None and not self._protocol.is_closed:
                 return self._protocol
             self._protocol = None
-            endpoint = self._endpoint
-            try:
-                async with asyncio.timeout(self._connect_timeout_s):
-                    protocol = await self._open()
-                    await self._handshake(protocol)
-            except TimeoutError as exc:
-                raise RedisConnectionError(
-                    f"Error connecting to Redis at {endpoint.describe()}: timed out "
-                    f"after {self._connect_timeout_s:g} s"
-                ) from exc
-            except (OSError, ResponseError) as exc:
-                raise RedisConnectionError(
-                    f"Error connecting to Redis at {endpoint.describe()}: {exc}"
-                ) from exc
-            self._protocol = protocol
-            return protocol
-
-    async def _open(self) -> _RespProtocol:
-        endpoint = self._endpoint
-        loop = asyncio.get_running_loop()
-        timeout_s = self._reply_timeout_s
-        if endpoint.path is not None:
-            _, protocol = await loop.create_unix_connection(
-                lambda: _RespProtocol(timeout_s), endpoint.path
+            self._protocol = await open_connection(
+                self._endpoint,
+                self._client_name,
+                lambda: RespProtocol(self._reply_timeout_s),
+                self._connect_timeout_s,
             )
-        else:
-            _, protocol = await loop.create_connection(
-                lambda: _RespProtocol(timeout_s),
-                endpoint.host,
-                endpoint.port,
-                ssl=endpoint.tls,
-            )
-        return protocol
+            return self._protocol
 
-    async def _handshake(self, protocol: _RespProtocol) -> None:
-        """Authenticate, select the database and name the connection."""
-        endpoint = self._endpoint
-        try:
+
+async def open_connection(
+    endpoint: Endpoint,
+    client_name: str,
+    factory: Callable[[], RespProtocol],
+    timeout_s: float = CONNECT_TIMEOUT_S,
+) -> RespProtocol:
+    """Connect, authenticate, select the database and name the connection.
+
+    Raises redis-py's ConnectionError when any step fails or takes longer
+    than timeout_s in all.
+    """
+    loop = asyncio.get_running_loop()
+    protocol: RespProtocol | None = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            if endpoint.path is not None:
+                _, protocol = await loop.create_unix_connection(factory, endpoint.path)
+            else:
+                _, protocol = await loop.create_connection(
+                    factory, endpoint.host, endpoint.port, ssl=endpoint.tls
+                )
             if endpoint.password is not None:
                 credentials = [endpoint.username] if endpoint.username else []
                 await protocol.send(("AUTH", *credentials, endpoint.password))
             if endpoint.db:
                 await protocol.send(("SELECT", endpoint.db))
-            await protocol.send(("CLIENT", "SETNAME", self._client_name))
-        except BaseException:
+            await protocol.send(("CLIENT", "SETNAME", client_name))
+    except TimeoutError as exc:
+        failure: BaseException = exc
+        reason = f"timed out after {timeout_s:g} s"
+    except (OSError, ResponseError) as exc:
+        failure = exc
+        reason = str(exc)
+    except BaseException:
+        if protocol is not None:
             protocol.close()
-            raise
+        raise
+    else:
+        return protocol
+    if protocol is not None:
+        protocol.close()
+    raise RedisConnectionError(
+        f"Error connecting to Redis at {endpoint.describe()}: {reason}"
+    ) from failure
 
 
-class _RespProtocol(asyncio.Protocol):
-    """The connection's transport, its reply parser and the FIFO of waiting calls."""
+class RespProtocol(asyncio.Protocol):
+    """The connection's transport, its reply parser and the FIFO of waiting calls.
 
-    def __init__(self, reply_timeout_s: float) -> None:
+    A reply that arrives while no call waits goes to on_push, which is how a
+    connection in pub/sub mode receives its messages. Replies are decoded
+    with encoding, or left as bytes when it is None. on_lost runs once, when
+    the connection closes.
+    """
+
+    def __init__(
+        self,
+        reply_timeout_s: float,
+        encoding: str | None = "utf-8",
+        on_push: Callable[[Any], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
         self._reply_timeout_s = reply_timeout_s
-        self._reader = hiredis.Reader(encoding="utf-8", replyError=ResponseError)
+        self._on_push = on_push
+        self._on_lost = on_lost
+        if encoding is None:
+            self._reader = hiredis.Reader(replyError=ResponseError)
+        else:
+            self._reader = hiredis.Reader(encoding=encoding, replyError=ResponseError)
+        self.last_received = time.monotonic()
         # Each entry is a command's future and the monotonic time it was sent.
         self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._transport: asyncio.Transport | None = None
@@ -192,23 +217,32 @@ class _RespProtocol(asyncio.Protocol):
     def is_closed(self) -> bool:
         return self._closed.done()
 
+    @property
+    def failure(self) -> str:
+        """The reason the connection closed, or will close."""
+        return self._failure
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self.last_received = time.monotonic()
         self._reader.feed(data)
         while True:
             try:
                 reply = self._reader.gets()
             except hiredis.ProtocolError as exc:
-                self._fail(f"Redis sent an invalid reply: {exc}")
+                self.fail(f"Redis sent an invalid reply: {exc}")
                 return
             if reply is False:
                 return
             if not self._waiting:
-                self._fail("Redis sent a reply to no command")
-                return
+                if self._on_push is None:
+                    self.fail("Redis sent a reply to no command")
+                    return
+                self._on_push(reply)
+                continue
             future, _ = self._waiting.popleft()
             if future.done():
                 # Its caller was cancelled; the reply only keeps the FIFO in step.
@@ -236,6 +270,14 @@ class _RespProtocol(asyncio.Protocol):
         self._can_write.set()
         if not self._closed.done():
             self._closed.set_result(None)
+            if self._on_lost is not None:
+                self._on_lost()
+
+    def send_nowait(self, args: tuple[Argument, ...]) -> None:
+        """Write a command whose replies go to on_push."""
+        if self.is_closed or self._transport is None:
+            raise RedisConnectionError(self._failure)
+        self._transport.write(hiredis.pack_command(args))
 
     async def send(self, args: tuple[Argument, ...]) -> Any:
         if not self._can_write.is_set():
@@ -257,7 +299,8 @@ class _RespProtocol(asyncio.Protocol):
     async def wait_closed(self) -> None:
         await asyncio.shield(self._closed)
 
-    def _fail(self, reason: str) -> None:
+    def fail(self, reason: str) -> None:
+        """Abort the connection; calls still waiting fail with reason."""
         self._failure = reason
         if self._transport is not None:
             self._transport.abort()
@@ -274,6 +317,6 @@ class _RespProtocol(asyncio.Protocol):
         _, sent_at = self._waiting[0]
         waited_s = time.monotonic() - sent_at
         if waited_s >= self._reply_timeout_s:
-            self._fail(f"no reply from Redis within {self._reply_timeout_s:g} s")
+            self.fail(f"no reply from Redis within {self._reply_timeout_s:g} s")
             return
         self._arm_timer(self._reply_timeout_s - waited_s)
