@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+import redis
 from bellhop_shared.jsonrpc import (
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -15,7 +16,12 @@ from bellhop_shared.jsonrpc import (
     parse_json,
 )
 from bellhop_shared.keys import Keys, is_valid_session_id, new_session_id
-from bellhop_shared.logging import JsonFormatter, KeyValueFormatter, redact
+from bellhop_shared.logging import (
+    JsonFormatter,
+    KeyValueFormatter,
+    describe_error,
+    redact,
+)
 from bellhop_shared.redis_client import connection_options
 
 
@@ -79,6 +85,13 @@ def test_rediss_certificate_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_SSL_CERT_REQS", "sometimes")
     with pytest.raises(ValueError, match="REDIS_SSL_CERT_REQS"):
         connection_options("rediss://h:1/0")
+
+
+def test_describe_error_keeps_redis_message() -> None:
+    error = redis.exceptions.ConnectionError("no reply from Redis within 30 s")
+
+    assert describe_error(error) == "ConnectionError: no reply from Redis within 30 s"
+    assert describe_error(TimeoutError()) == "TimeoutError"
 
 
 def test_redact_masks_credentials() -> None:

@@ -86,3 +86,14 @@ def configure_logging(level: str = "INFO", fmt: str = "kv") -> None:
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers[:] = []
         uvicorn_logger.propagate = True
+
+
+def describe_error(exc: BaseException) -> str:
+    """Return an error's class name and message, for log lines.
+
+    redis-py 8 makes repr() of its errors a category and a class name
+    ("network:ConnectionError"), which leaves out the message.
+    """
+    message = str(exc)
+    name = type(exc).__name__
+    return f"{name}: {message}" if message else name

@@ -23,6 +23,7 @@ from bellhop_shared.jsonrpc import (
     error_response,
     is_valid_id,
 )
+from bellhop_shared.logging import describe_error
 from redis.exceptions import RedisError
 
 from bellhop_gateway.limits import Admission, AdmissionResult
@@ -101,7 +102,7 @@ async def _push(
         )
     except (RedisError, OSError) as exc:
         link.relay.unregister(call)
-        logger.error("%s queue push failed error=%r", link.label, exc)
+        logger.error("%s queue push failed error=%s", link.label, describe_error(exc))
         return call, error_ack(
             prepared, INTERNAL_ERROR, "The gateway could not queue the request; retry."
         )

@@ -23,6 +23,7 @@ from bellhop_shared.jsonrpc import (
     error_response,
 )
 from bellhop_shared.keys import new_session_id
+from bellhop_shared.logging import describe_error
 from bellhop_shared.redis_client import connection_options, tls_options
 from bellhop_shared.states import SessionState
 from redis.exceptions import RedisError
@@ -185,7 +186,9 @@ class Gateway:
             else:
                 link = await self._create(sid, request)
         except (RedisError, OSError) as exc:
-            logger.error("gateway %s connect failed error=%r", self.id, exc)
+            logger.error(
+                "gateway %s connect failed error=%s", self.id, describe_error(exc)
+            )
             raise reject(
                 "unavailable", "The gateway cannot reach its store; retry in a moment."
             ) from None
@@ -315,7 +318,11 @@ class Gateway:
             await self.sio.emit("session", ended, to=old_socket_sid)
             await self.sio.disconnect(old_socket_sid)
         except (RedisError, OSError) as exc:
-            logger.warning("gateway %s take-over notice failed error=%r", self.id, exc)
+            logger.warning(
+                "gateway %s take-over notice failed error=%s",
+                self.id,
+                describe_error(exc),
+            )
 
     async def _release(self, sid: str, reason: str) -> None:
         """Close a socket's link and start the session's grace period."""
@@ -330,7 +337,9 @@ class Gateway:
             await self.grace.detach(link.session_id, link.attachment, grace_s)
         except (RedisError, OSError) as exc:
             logger.error(
-                "%s detach failed error=%r; the worker stops when idle", link.label, exc
+                "%s detach failed error=%s; the worker stops when idle",
+                link.label,
+                describe_error(exc),
             )
         logger.info(
             "gateway %s client disconnected session=%s reason=%s",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from bellhop_shared.logging import describe_error
 from redis.exceptions import RedisError
 
 from bellhop_gateway.orchestrator import OrchestratorClient, OrchestratorError
@@ -76,9 +77,9 @@ class GraceKeeper:
                 backoff_s = self.sweep_interval_s
             except (RedisError, OSError) as exc:
                 logger.warning(
-                    "gateway %s grace sweep failed error=%r; retrying in %.1f s",
+                    "gateway %s grace sweep failed error=%s; retrying in %.1f s",
                     self._gateway_id,
-                    exc,
+                    describe_error(exc),
                     backoff_s,
                 )
                 backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)

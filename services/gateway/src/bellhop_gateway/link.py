@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Any
 
+from bellhop_shared.logging import describe_error
 from bellhop_shared.states import (
     SESSION_ENDED_NOTIFICATION,
     STATE_NOTIFICATION,
@@ -166,7 +167,9 @@ class SessionLink:
         try:
             await self.relay.subscribe()
         except (RedisError, OSError, TimeoutError) as exc:
-            logger.error("%s subscribe failed error=%r", self.label, exc)
+            logger.error(
+                "%s subscribe failed error=%s", self.label, describe_error(exc)
+            )
             self.finish(
                 SessionState.FAILED,
                 "The gateway lost its connection to Redis; reconnect in a moment.",
@@ -206,7 +209,9 @@ class SessionLink:
             try:
                 heartbeat = await self._read_heartbeat()
             except (RedisError, OSError) as exc:
-                logger.warning("%s heartbeat read failed error=%r", self.label, exc)
+                logger.warning(
+                    "%s heartbeat read failed error=%s", self.label, describe_error(exc)
+                )
                 await asyncio.sleep(self.ctx.settings.gateway_state_poll_s)
                 continue
             if heartbeat is not None:
@@ -339,7 +344,9 @@ class SessionLink:
         try:
             await self.ctx.store.forget(self.session_id)
         except (RedisError, OSError) as exc:
-            logger.error("%s could not delete its keys error=%r", self.label, exc)
+            logger.error(
+                "%s could not delete its keys error=%s", self.label, describe_error(exc)
+            )
 
     async def _emit_state(self) -> None:
         self._emitted = True
@@ -359,7 +366,11 @@ class SessionLink:
                     self.session_id, self.attachment, heartbeat
                 )
             except (RedisError, OSError) as exc:
-                logger.warning("%s client heartbeat failed error=%r", self.label, exc)
+                logger.warning(
+                    "%s client heartbeat failed error=%s",
+                    self.label,
+                    describe_error(exc),
+                )
             else:
                 if holds is not Holder.THIS:
                     self._lost_attachment(holds)

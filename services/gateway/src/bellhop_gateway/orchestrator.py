@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import httpx
+from bellhop_shared.logging import describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -114,13 +115,13 @@ class OrchestratorClient:
                 if delay_s is None:
                     raise self._unreachable(method, session_id, exc) from exc
                 logger.warning(
-                    "orchestrator %s %s failed session=%s attempt=%d error=%r; "
+                    "orchestrator %s %s failed session=%s attempt=%d error=%s; "
                     "retrying in %.1f s",
                     method,
                     self._base_url,
                     session_id,
                     attempt,
-                    exc,
+                    describe_error(exc),
                     delay_s,
                 )
                 await asyncio.sleep(delay_s)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from bellhop_shared.logging import describe_error
 from redis.exceptions import RedisError
 
 from bellhop_gateway.rpc import EncodedResponse, PreparedMessage, WorkerResponse
@@ -63,7 +64,9 @@ class ResultRelay:
         try:
             await self._subscriber.unsubscribe(self._channel, self._dispatch_safely)
         except (RedisError, OSError) as exc:
-            logger.debug("%s unsubscribe failed error=%r", self._label, exc)
+            logger.debug(
+                "%s unsubscribe failed error=%s", self._label, describe_error(exc)
+            )
 
     def register(self, prepared: PreparedMessage) -> PendingCall:
         call = PendingCall(prepared, asyncio.get_running_loop().create_future())

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bellhop_shared.logging import describe_error
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -218,7 +219,10 @@ class ResultSubscriber:
         except (RedisError, OSError) as exc:
             # The next reconnect subscribes only the channels still in use.
             logger.debug(
-                "%s unsubscribe failed channel=%s error=%r", self._label, channel, exc
+                "%s unsubscribe failed channel=%s error=%s",
+                self._label,
+                channel,
+                describe_error(exc),
             )
 
     async def _run(self) -> None:
@@ -234,9 +238,9 @@ class ResultSubscriber:
                 replies = await self._connection.read()
             except (RedisError, OSError) as exc:
                 logger.warning(
-                    "%s results connection failed error=%r; retrying in %.1f s",
+                    "%s results connection failed error=%s; retrying in %.1f s",
                     self._label,
-                    exc,
+                    describe_error(exc),
                     backoff_s,
                 )
                 await asyncio.sleep(backoff_s)

@@ -7,7 +7,7 @@ import logging
 from typing import Annotated, Any
 
 from bellhop_shared.keys import is_valid_session_id
-from bellhop_shared.logging import redact
+from bellhop_shared.logging import describe_error, redact
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.exceptions import RedisError
@@ -155,7 +155,10 @@ async def metrics(services: ServicesDep) -> Response:
         live = sum(record.is_live for record in await services.store.list_records())
         services.metrics.active_sessions.set(live)
     except RedisError as exc:
-        logger.warning("metrics: active sessions not refreshed, Redis error=%r", exc)
+        logger.warning(
+            "metrics: active sessions not refreshed, Redis error=%s",
+            describe_error(exc),
+        )
     return Response(services.metrics.render(), media_type="text/plain; version=0.0.4")
 
 

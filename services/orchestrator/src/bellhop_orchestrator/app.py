@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from bellhop_shared.logging import describe_error
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -125,7 +126,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error(
-        "request %s %s failed: Redis error=%r", request.method, request.url.path, exc
+        "request %s %s failed: Redis error=%s",
+        request.method,
+        request.url.path,
+        describe_error(exc),
     )
     detail = "Redis is unreachable; retry shortly."
     headers = {"Retry-After": str(_REDIS_RETRY_AFTER_S)}

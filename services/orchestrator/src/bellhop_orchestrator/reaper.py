@@ -25,6 +25,7 @@ import logging
 import time
 from typing import Any
 
+from bellhop_shared.logging import describe_error
 from bellhop_shared.states import WorkerState
 from redis.exceptions import RedisError
 
@@ -93,8 +94,8 @@ class Reaper:
             except RedisError as exc:
                 delay_s = min(delay_s * 2, _MAX_ERROR_DELAY_S)
                 logger.warning(
-                    "reaper tick failed: Redis error=%r; retrying in %.1f s",
-                    exc,
+                    "reaper tick failed: Redis error=%s; retrying in %.1f s",
+                    describe_error(exc),
                     delay_s,
                 )
             except Exception:
@@ -105,7 +106,9 @@ class Reaper:
             await self._reconciler.run()
             self._last_reconcile = time.monotonic()
         except RedisError as exc:
-            logger.warning("reconcile at start failed: Redis error=%r", exc)
+            logger.warning(
+                "reconcile at start failed: Redis error=%s", describe_error(exc)
+            )
 
     async def tick(self) -> None:
         if not await self._leader.hold():

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from bellhop_shared.catalog import load_catalog
+from bellhop_shared.logging import describe_error
 from bellhop_shared.redis_client import connect_async
 from redis.exceptions import RedisError
 
@@ -47,7 +48,9 @@ class Services:
             await self.leader.release()
         except RedisError as exc:
             # The lock expires by itself; another replica takes over then.
-            logger.warning("reaper lock not released: Redis error=%r", exc)
+            logger.warning(
+                "reaper lock not released: Redis error=%s", describe_error(exc)
+            )
         await self.provider.aclose()
         await self.redis.aclose()
 

@@ -29,6 +29,7 @@ from typing import Any
 import hiredis
 import redis
 from bellhop_shared.keys import Keys
+from bellhop_shared.logging import describe_error
 from bellhop_shared.redis_client import connection_options
 from redis.connection import AbstractConnection
 
@@ -288,9 +289,9 @@ class RequestQueue:
             # when its acknowledgement never ran.
             logger.warning(
                 "session %s lost its Redis connection while waiting for requests "
-                "error=%r; claiming again",
+                "error=%s; claiming again",
                 self._session_id,
-                exc,
+                describe_error(exc),
             )
             return []
         finally:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from bellhop_shared.logging import describe_error
 
 from bellhop_orchestrator.errors import ProviderError
 
@@ -194,7 +195,9 @@ class HerokuClient:
                 method, path, json=body, headers=headers
             )
         except httpx.TransportError as exc:
-            logger.warning("heroku %s request failed error=%r", operation, exc)
+            logger.warning(
+                "heroku %s request failed error=%s", operation, describe_error(exc)
+            )
             return None
         logger.debug(
             "heroku %s %s status=%d request_id=%s took_ms=%.1f",
