@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from bellhop_gateway.limits import Admission, Limits, QueueAdmitter
-from bellhop_gateway.pipelined import PipelinedConnection
+from bellhop_gateway.pipelined import Endpoint, PipelinedConnection
 from bellhop_shared.keys import Keys
+from bellhop_shared.redis_client import connection_options
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from support import (
@@ -48,7 +51,7 @@ def start_redis(tmp_path: Path) -> Iterator[ServerFactory]:
         process.wait(10)
 
 
-def _start_plain(start: ServerFactory, port: int) -> None:
+def start_plain_redis(start: ServerFactory, port: int) -> None:
     start(port=port)
     client = redis.Redis(port=port)
     wait_until(lambda: _pings(client), 10)
@@ -136,7 +139,7 @@ def test_names_its_connection(redis_url: str, redis_client: redis.Redis) -> None
 
 def test_restarted_server_fails_then_reconnects(start_redis: ServerFactory) -> None:
     port = free_port()
-    _start_plain(start_redis, port)
+    start_plain_redis(start_redis, port)
     url = f"redis://127.0.0.1:{port}/0"
 
     async def scenario(connection: PipelinedConnection) -> object:
@@ -144,7 +147,7 @@ def test_restarted_server_fails_then_reconnects(start_redis: ServerFactory) -> N
         redis.Redis(port=port).shutdown(nosave=True)
         with pytest.raises(RedisConnectionError):
             await connection.execute("PING")
-        await asyncio.to_thread(_start_plain, start_redis, port)
+        await asyncio.to_thread(start_plain_redis, start_redis, port)
         return await connection.execute("PING")
 
     assert _run(url, scenario) == "PONG"
@@ -242,3 +245,85 @@ def test_admitter_reloads_flushed_script(
 
     assert asyncio.run(main()) == [Admission.QUEUED, Admission.QUEUED]
     assert redis_client.lrange(keys.queue("s1"), 0, -1) == ["item-2", "item-1"]
+
+
+def test_callers_share_one_connect_attempt() -> None:
+    """Callers that find Redis unresponsive fail together, not one after another."""
+
+    async def scenario() -> list[float]:
+        port = free_port()
+        # Accepts connections and never replies.
+        server = await asyncio.start_server(
+            lambda reader, writer: reader.read(), "127.0.0.1", port
+        )
+        connection = PipelinedConnection(
+            f"redis://127.0.0.1:{port}/0", "bellhop-test", connect_timeout_s=0.5
+        )
+
+        async def timed_ping() -> float:
+            started = time.monotonic()
+            with pytest.raises(RedisConnectionError, match="timed out after 0.5 s"):
+                await connection.execute("PING")
+            return time.monotonic() - started
+
+        try:
+            return await asyncio.gather(*(timed_ping() for _ in range(5)))
+        finally:
+            await connection.aclose()
+            server.close()
+
+    waits_s = asyncio.run(scenario())
+
+    assert max(waits_s) < 1.2
+
+
+def test_dropped_handshake_names_server() -> None:
+    async def scenario() -> str:
+        port = free_port()
+
+        async def drop(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            await reader.read(1)
+            writer.transport.abort()
+
+        server = await asyncio.start_server(drop, "127.0.0.1", port)
+        connection = PipelinedConnection(f"redis://127.0.0.1:{port}/0", "bellhop-test")
+        try:
+            with pytest.raises(RedisConnectionError) as raised:
+                await connection.execute("PING")
+            return str(raised.value)
+        finally:
+            await connection.aclose()
+            server.close()
+
+    message = asyncio.run(scenario())
+
+    assert message.startswith("Error connecting to Redis at 127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("url", "cert_reqs_env"),
+    [
+        ("rediss://redis.test:6380/0", None),
+        ("rediss://redis.test:6380/0", "none"),
+        ("rediss://redis.test:6380/0?ssl_cert_reqs=optional", None),
+        ("rediss://redis.test:6380/0?ssl_check_hostname=false", None),
+    ],
+)
+def test_tls_settings_match_redis_py(
+    url: str, cert_reqs_env: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if cert_reqs_env is not None:
+        monkeypatch.setenv("REDIS_SSL_CERT_REQS", cert_reqs_env)
+    expected = (
+        aioredis.Redis.from_url(url, **connection_options(url))
+        .connection_pool.make_connection()
+        .ssl_context.get()
+    )
+
+    tls = Endpoint.from_url(url).tls
+
+    assert tls is not None
+    assert tls.verify_mode == expected.verify_mode
+    assert tls.check_hostname == expected.check_hostname

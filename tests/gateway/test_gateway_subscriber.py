@@ -8,9 +8,13 @@ from typing import Any
 
 import pytest
 import redis
-from bellhop_gateway.subscriber import PubSubConnection
+from bellhop_gateway import subscriber
+from bellhop_gateway.subscriber import PubSubConnection, ResultSubscriber
 from redis.exceptions import ConnectionError as RedisConnectionError
 from support import free_port
+from test_gateway_pipelined import ServerFactory, start_plain_redis, start_redis
+
+__all__ = ["start_redis"]
 
 
 async def _read_until(connection: PubSubConnection, count: int) -> list[Any]:
@@ -110,3 +114,79 @@ def test_silent_peer_is_dropped() -> None:
 
     assert "no data from Redis" in message
     assert 0.3 < waited_s < 2.0
+
+
+def test_unread_replies_stay_in_redis(
+    redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(subscriber, "MAX_UNREAD_REPLIES", 100)
+
+    async def scenario() -> tuple[int, list[Any]]:
+        connection = PubSubConnection(redis_url, "bellhop-test-paused")
+        try:
+            await connection.open()
+            connection.send("SUBSCRIBE", "busy")
+            await _read_until(connection, 1)
+            # 8 MB, more than the kernel's socket buffers take in.
+            with redis_client.pipeline(transaction=False) as pipe:
+                for number in range(2000):
+                    pipe.publish("busy", f"{number:04d}" + "x" * 4000)
+                pipe.execute()
+            await asyncio.sleep(0.3)
+            buffered = _output_buffer_bytes(redis_client, "bellhop-test-paused")
+            return buffered, await _read_until(connection, 2000)
+        finally:
+            await connection.aclose()
+
+    buffered, replies = asyncio.run(scenario())
+
+    assert buffered > 0
+    assert [reply[2][:4] for reply in replies] == [
+        f"{n:04d}".encode() for n in range(2000)
+    ]
+
+
+def test_subscribe_cuts_reconnect_backoff_short(start_redis: ServerFactory) -> None:
+    port = free_port()
+    start_plain_redis(start_redis, port)
+    url = f"redis://127.0.0.1:{port}/0"
+    publisher = redis.Redis(port=port)
+    received: list[bytes] = []
+
+    async def on_message(data: bytes) -> None:
+        received.append(data)
+
+    async def scenario() -> float:
+        results = ResultSubscriber(
+            url, "bellhop-test-results", "test", initial_backoff_s=20.0
+        )
+        results.start()
+        try:
+            await results.subscribe("before", on_message)
+            publisher.shutdown(nosave=True)
+            # The reader fails and starts waiting out its 20 s backoff.
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(start_plain_redis, start_redis, port)
+            started = time.monotonic()
+            await results.subscribe("after", on_message)
+            waited_s = time.monotonic() - started
+            await asyncio.to_thread(redis.Redis(port=port).publish, "before", "b")
+            await asyncio.to_thread(redis.Redis(port=port).publish, "after", "a")
+            async with asyncio.timeout(5):
+                while len(received) < 2:
+                    await asyncio.sleep(0.02)
+            return waited_s
+        finally:
+            await results.stop()
+
+    waited_s = asyncio.run(scenario())
+
+    assert waited_s < 5.0
+    assert sorted(received) == [b"a", b"b"]
+
+
+def _output_buffer_bytes(client: redis.Redis, name: str) -> int:
+    for entry in client.client_list():
+        if entry["name"] == name:
+            return int(entry["omem"])
+    raise AssertionError(f"no client named {name}")

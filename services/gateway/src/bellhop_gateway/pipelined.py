@@ -1,11 +1,12 @@
-"""One Redis connection that many coroutines send commands on at once.
+"""Redis connections of the gateway's own, for the two on every request's path.
 
-The gateway queues every request with one EVALSHA, on the critical path of
-each call. redis-py's asyncio client takes a pool connection per command and
-runs each write under asyncio.wait_for, which starts a task. In a loop of
-sequential EVALSHA calls (redis-py 8.2, 2-vCPU AMD EPYC) that cost 83 us of
-CPU and 102 us of wall time per call, against 28 us and 62 us for writing
-the command and parsing the reply with hiredis here.
+The gateway queues every request with one EVALSHA, and its results arrive on
+one pub/sub connection (see subscriber.py). redis-py's asyncio client takes a
+pool connection per command and runs each write under asyncio.wait_for,
+which starts a task. A loop of sequential EVALSHA calls measured 83 us of CPU
+and 102 us of wall time per call through redis-py 8.2. Writing the command
+and parsing the reply with hiredis, as this module does, measured 28 us and
+62 us (2-vCPU AMD EPYC).
 
 Redis replies to the commands of a connection in the order it received them,
 so each command's future waits in a FIFO and every reply resolves the oldest.
@@ -26,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import hiredis
-from bellhop_shared.redis_client import SOCKET_TIMEOUT_S, tls_options
+from bellhop_shared.redis_client import SOCKET_TIMEOUT_S, connection_options
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 CONNECT_TIMEOUT_S = 5.0
 
@@ -50,11 +51,13 @@ class Endpoint:
 
     @classmethod
     def from_url(cls, url: str) -> Endpoint:
-        options = parse_url(url)
+        # The same options redis-py's from_url would use, so TLS settings in
+        # the URL and REDIS_SSL_CERT_REQS mean here what they mean for the
+        # gateway's redis-py clients.
+        options = {**connection_options(url), **parse_url(url)}
         tls = None
-        if options.get("connection_class") is SSLConnection:
-            cert_reqs = options.get("ssl_cert_reqs", tls_options(url)["ssl_cert_reqs"])
-            tls = _tls_context(cert_reqs, options.get("ssl_ca_certs"))
+        if options.pop("connection_class", None) is SSLConnection:
+            tls = SSLConnection(**options).ssl_context.get()
         return cls(
             host=options.get("host", "localhost"),
             port=int(options.get("port", 6379)),
@@ -67,21 +70,6 @@ class Endpoint:
 
     def describe(self) -> str:
         return self.path or f"{self.host}:{self.port}"
-
-
-def _tls_context(cert_reqs: Any, ca_certs: str | None) -> ssl.SSLContext:
-    """Return a client TLS context for cert_reqs: none, optional or required."""
-    context = ssl.create_default_context(cafile=ca_certs)
-    setting = str(cert_reqs).lower() if cert_reqs is not None else "none"
-    if setting == "required":
-        return context
-    if setting not in ("none", "optional"):
-        raise ValueError(
-            f"Invalid ssl_cert_reqs {cert_reqs!r}: use none, optional or required."
-        )
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE if setting == "none" else ssl.CERT_OPTIONAL
-    return context
 
 
 class PipelinedConnection:
@@ -104,7 +92,7 @@ class PipelinedConnection:
         self._reply_timeout_s = reply_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._protocol: RespProtocol | None = None
-        self._connect_lock = asyncio.Lock()
+        self._connecting: asyncio.Task[RespProtocol] | None = None
 
     async def execute(self, *args: Argument) -> Any:
         """Send one command and return its reply."""
@@ -114,24 +102,42 @@ class PipelinedConnection:
         return await protocol.send(args)
 
     async def aclose(self) -> None:
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
         protocol, self._protocol = self._protocol, None
         if protocol is not None:
             protocol.close()
             await protocol.wait_closed()
 
     async def _connect(self) -> RespProtocol:
-        async with self._connect_lock:
-            # Another coroutine may have connected while this one waited.
-            if self._protocol is not None and not self._protocol.is_closed:
-                return self._protocol
-            self._protocol = None
-            self._protocol = await open_connection(
-                self._endpoint,
-                self._client_name,
-                lambda: RespProtocol(self._reply_timeout_s),
-                self._connect_timeout_s,
-            )
-            return self._protocol
+        """Wait for the connect attempt in flight, or start one.
+
+        Every caller that finds the connection down shares one attempt and
+        its outcome, so callers do not wait for attempts one after another.
+        """
+        if self._connecting is None:
+            self._connecting = asyncio.create_task(self._open())
+            self._connecting.add_done_callback(self._connect_done)
+        return await asyncio.shield(self._connecting)
+
+    async def _open(self) -> RespProtocol:
+        self._protocol = await open_connection(
+            self._endpoint,
+            self._client_name,
+            lambda: RespProtocol(self._reply_timeout_s),
+            self._connect_timeout_s,
+        )
+        return self._protocol
+
+    def _connect_done(self, attempt: asyncio.Task[RespProtocol]) -> None:
+        if self._connecting is attempt:
+            self._connecting = None
+        # Retrieve the error, so an attempt whose callers were all cancelled
+        # does not log "exception was never retrieved".
+        if not attempt.cancelled():
+            attempt.exception()
 
 
 async def open_connection(
@@ -164,7 +170,7 @@ async def open_connection(
     except TimeoutError as exc:
         failure: BaseException = exc
         reason = f"timed out after {timeout_s:g} s"
-    except (OSError, ResponseError) as exc:
+    except (OSError, RedisError) as exc:
         failure = exc
         reason = str(exc)
     except BaseException:
@@ -215,7 +221,10 @@ class RespProtocol(asyncio.Protocol):
 
     @property
     def is_closed(self) -> bool:
-        return self._closed.done()
+        """Whether the connection is closed or closing, so writes would be lost."""
+        if self._closed.done():
+            return True
+        return self._transport is not None and self._transport.is_closing()
 
     @property
     def failure(self) -> str:
@@ -272,6 +281,14 @@ class RespProtocol(asyncio.Protocol):
             self._closed.set_result(None)
             if self._on_lost is not None:
                 self._on_lost()
+
+    def pause_reading(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
 
     def send_nowait(self, args: tuple[Argument, ...]) -> None:
         """Write a command whose replies go to on_push."""

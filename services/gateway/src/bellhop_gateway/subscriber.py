@@ -15,6 +15,7 @@ this way (2-vCPU AMD EPYC, redis-py 8.2).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -36,9 +37,16 @@ logger = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 10.0
 INITIAL_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
+# A subscribe that is waiting cuts the backoff short, but attempts stay at
+# least this far apart.
+MIN_RETRY_GAP_S = 0.5
 # A connection silent for this long gets a PING, and one silent for twice as
 # long is closed, which finds a peer that vanished without closing the socket.
 HEALTH_INTERVAL_S = 30.0
+# Above this many unread replies the connection stops reading, so Redis
+# buffers the rest and applies its output limit for pub/sub clients
+# (client-output-buffer-limit pubsub), as it did for redis-py's reader.
+MAX_UNREAD_REPLIES = 10_000
 
 MessageHandler = Callable[[bytes], Awaitable[None]]
 
@@ -62,14 +70,20 @@ class PubSubConnection:
         self._inbox: deque[Any] = deque()
         self._wakeup: asyncio.Future[None] | None = None
         self._health: asyncio.TimerHandle | None = None
+        self._reading_paused = False
 
     @property
     def is_open(self) -> bool:
         return self._protocol is not None and not self._protocol.is_closed
 
     async def open(self) -> None:
-        """Close the current connection, if any, and open a new one."""
+        """Close the current connection, if any, and open a new one.
+
+        Replies of the old connection that were not read are dropped.
+        """
         await self.aclose()
+        self._inbox.clear()
+        self._reading_paused = False
         self._protocol = await open_connection(
             self._endpoint,
             self._client_name,
@@ -107,6 +121,9 @@ class PubSubConnection:
                 self._wakeup = None
         replies = list(self._inbox)
         self._inbox.clear()
+        if self._reading_paused and self._protocol is not None:
+            self._reading_paused = False
+            self._protocol.resume_reading()
         return replies
 
     async def aclose(self) -> None:
@@ -120,40 +137,57 @@ class PubSubConnection:
 
     def _push(self, reply: Any) -> None:
         self._inbox.append(reply)
+        if len(self._inbox) >= MAX_UNREAD_REPLIES and not self._reading_paused:
+            if self._protocol is not None:
+                self._reading_paused = True
+                self._protocol.pause_reading()
         self._wake()
 
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
-    def _arm_health_check(self) -> None:
+    def _arm_health_check(self, delay_s: float | None = None) -> None:
         loop = asyncio.get_running_loop()
-        self._health = loop.call_later(self._health_interval_s, self._check_health)
+        if delay_s is None:
+            delay_s = self._health_interval_s
+        self._health = loop.call_later(delay_s, self._check_health)
 
     def _check_health(self) -> None:
+        """PING after health_interval_s of silence; close after twice that."""
+        self._health = None
         protocol = self._protocol
         if protocol is None or protocol.is_closed:
-            self._health = None
             return
+        interval_s = self._health_interval_s
         silent_s = time.monotonic() - protocol.last_received
-        if silent_s >= 2 * self._health_interval_s:
+        if silent_s >= 2 * interval_s:
             protocol.fail(f"no data from Redis for {silent_s:.1f} s")
-            self._health = None
             return
-        if silent_s >= self._health_interval_s:
+        if silent_s >= interval_s:
             protocol.send_nowait(("PING",))
-        self._arm_health_check()
+            self._arm_health_check(2 * interval_s - silent_s)
+        else:
+            self._arm_health_check(interval_s - silent_s)
 
 
 class ResultSubscriber:
     """Subscribes this replica's session channels on one connection and routes them.
 
-    The reader task opens the connection, and opens it again with doubling
-    backoff whenever it is lost.
+    Only the reader task opens the connection, and it opens it again with
+    doubling backoff whenever it is lost. A subscribe that finds it down wakes
+    the reader to retry at once and waits for it.
     """
 
-    def __init__(self, url: str, client_name: str, label: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        client_name: str,
+        label: str,
+        initial_backoff_s: float = INITIAL_BACKOFF_S,
+    ) -> None:
         self._label = label
+        self._initial_backoff_s = initial_backoff_s
         self._connection = PubSubConnection(url, client_name)
         self._handlers: dict[str, list[MessageHandler]] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -164,6 +198,8 @@ class ResultSubscriber:
         self._commands = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         self._was_open = False
+        self._retry_now = asyncio.Event()
+        self._next_open: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         self._reader = asyncio.create_task(self._run())
@@ -177,8 +213,9 @@ class ResultSubscriber:
     async def subscribe(self, channel: str, handler: MessageHandler) -> None:
         """Add handler to channel and wait until Redis confirms the subscription.
 
-        Raises RedisError or OSError when the command cannot be sent, and
-        TimeoutError when no confirmation arrives within SUBSCRIBE_TIMEOUT_S.
+        Raises TimeoutError when the connection is not open and the
+        subscription confirmed within SUBSCRIBE_TIMEOUT_S, and RedisError or
+        OSError when the command cannot be sent.
         """
         handlers = self._handlers.setdefault(channel, [])
         handlers.append(handler)
@@ -187,13 +224,8 @@ class ResultSubscriber:
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(channel, []).append(waiter)
         try:
-            async with self._commands:
-                if self._connection.is_open:
-                    self._connection.send("SUBSCRIBE", channel)
-                else:
-                    # Opening subscribes every channel with a handler.
-                    await self._open()
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+                await self._send_when_open("SUBSCRIBE", channel)
                 await waiter
         except BaseException:
             self._drop_waiter(channel, waiter)
@@ -209,10 +241,12 @@ class ResultSubscriber:
             return
         self._handlers.pop(channel, None)
         self._confirmed.discard(channel)
+        if not self._connection.is_open:
+            # Opening again subscribes only the channels in use.
+            return
         try:
             async with self._commands:
                 if not self._connection.is_open:
-                    # Opening again subscribes only the channels in use.
                     return
                 self._connection.send("UNSUBSCRIBE", channel)
                 self._unsubscribing[channel] = self._unsubscribing.get(channel, 0) + 1
@@ -227,14 +261,13 @@ class ResultSubscriber:
 
     async def _run(self) -> None:
         """Read until cancelled, and reconnect with doubling backoff after an error."""
-        backoff_s = INITIAL_BACKOFF_S
+        backoff_s = self._initial_backoff_s
         while True:
             try:
                 if not self._connection.is_open:
+                    self._retry_now.clear()
                     async with self._commands:
-                        # A subscribe may have opened it during the backoff.
-                        if not self._connection.is_open:
-                            await self._open()
+                        await self._open()
                 replies = await self._connection.read()
             except (RedisError, OSError) as exc:
                 logger.warning(
@@ -243,12 +276,33 @@ class ResultSubscriber:
                     describe_error(exc),
                     backoff_s,
                 )
-                await asyncio.sleep(backoff_s)
+                await self._wait_to_retry(backoff_s)
                 backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
                 continue
-            backoff_s = INITIAL_BACKOFF_S
+            backoff_s = self._initial_backoff_s
             for reply in replies:
                 await self._handle(reply)
+
+    async def _wait_to_retry(self, backoff_s: float) -> None:
+        """Wait backoff_s, or only MIN_RETRY_GAP_S once a subscribe is waiting."""
+        gap_s = min(MIN_RETRY_GAP_S, backoff_s)
+        await asyncio.sleep(gap_s)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(backoff_s - gap_s):
+                await self._retry_now.wait()
+
+    async def _send_when_open(self, *args: str) -> None:
+        """Send a command, first waiting for the reader to open the connection."""
+        while True:
+            async with self._commands:
+                if self._connection.is_open:
+                    self._connection.send(*args)
+                    return
+                if self._next_open is None or self._next_open.done():
+                    self._next_open = asyncio.get_running_loop().create_future()
+                opened = self._next_open
+            self._retry_now.set()
+            await asyncio.shield(opened)
 
     async def _open(self) -> None:
         """Open the connection and subscribe every channel in use.
@@ -271,6 +325,8 @@ class ResultSubscriber:
                 len(channels),
             )
         self._was_open = True
+        if self._next_open is not None and not self._next_open.done():
+            self._next_open.set_result(None)
 
     async def _handle(self, reply: Any) -> None:
         if isinstance(reply, RedisError):
