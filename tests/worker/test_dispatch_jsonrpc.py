@@ -191,6 +191,14 @@ def test_dispatch_scalar_params_is_invalid_request(dispatcher: Dispatcher) -> No
     assert response["id"] == 6
 
 
+def test_dispatch_null_params_is_invalid_request(dispatcher: Dispatcher) -> None:
+    response = answer(dispatcher, request("ping", 6, params=None))
+
+    assert response["error"]["code"] == -32600
+    assert response["id"] == 6
+    assert "got null; omit it" in response["error"]["message"]
+
+
 def test_dispatch_unknown_method_lists_methods(dispatcher: Dispatcher) -> None:
     response = answer(dispatcher, request("explode", 7))
 

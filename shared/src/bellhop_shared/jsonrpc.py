@@ -153,11 +153,13 @@ def parse_envelope(message: Any) -> Envelope:
             {"id": request_id},
         )
     params = message.get("params")
-    if params is not None and not isinstance(params, dict | list):
+    if "params" in message and not isinstance(params, dict | list):
+        # JSON-RPC 2.0 allows params to be omitted, but not to be null.
+        got = "null" if params is None else type(params).__name__
         raise RpcError(
             INVALID_REQUEST,
             'Invalid request: "params" must be an object or an array, '
-            f"got {type(params).__name__}.",
+            f"got {got}; omit it to send no params.",
             {"id": request_id},
         )
     return Envelope(
