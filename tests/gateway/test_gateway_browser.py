@@ -526,7 +526,7 @@ def test_deleted_session_disables_filters(
         page.close()
 
 
-def test_unknown_dataset_fails_without_stale_note(page_url: str, browser: Any) -> None:
+def test_unknown_dataset_offers_default_dataset(page_url: str, browser: Any) -> None:
     width, height = VIEWPORTS["laptop"]
     page = browser.new_page(viewport={"width": width, "height": height})
     try:
@@ -537,6 +537,12 @@ def test_unknown_dataset_fails_without_stale_note(page_url: str, browser: Any) -
         assert "no-such-dataset" in page.text_content("#ended-reason")
         assert not page.is_visible("#ended-stale")
         assert not page.is_visible("#ranges-group")
+        assert page.is_visible("#default-dataset")
+
+        page.click("#default-dataset")
+        page.wait_for_selector('#state[data-state="ready"]', timeout=LOAD_TIMEOUT_MS)
+        assert "dataset=" not in page.url
+        assert page.text_content("#dataset-name") == "flights"
     finally:
         page.close()
 

@@ -94,6 +94,19 @@
     $("#ended").dataset.reason = message || "";
     // Only a session that showed results leaves numbers behind.
     $("#ended-stale").hidden = $("#count").dataset.count === undefined;
+    // A session whose dataset never loaded (an unknown name, say) would fail
+    // the same way again, so offer the default dataset beside the restart.
+    const neverLoaded = name === "failed" && !state.facetFields.length;
+    const defaultLink = $("#default-dataset");
+    if (neverLoaded && params.has("dataset")) {
+      const others = new URLSearchParams(params);
+      others.delete("dataset");
+      const query = others.toString();
+      defaultLink.href = window.location.pathname + (query ? "?" + query : "");
+      defaultLink.hidden = false;
+    } else {
+      defaultLink.hidden = true;
+    }
     $("#ended").hidden = false;
     $("#explorer").setAttribute("aria-busy", "false");
   }
