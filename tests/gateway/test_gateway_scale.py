@@ -120,3 +120,37 @@ def test_results_connection_reconnects(
     assert after == {"jsonrpc": "2.0", "id": 2, "result": {"n": 2}}
     assert "retrying in 0.5 s" in gateway.log_text()
     assert gateway_connections(redis_client, "g-reconnect")["results"] == 1
+
+
+def test_lost_results_connection_ends_waiting_call(
+    start_gateway: Callable[..., Any], redis_client: redis.Redis
+) -> None:
+    gateway = start_gateway("g-lost")
+
+    async def scenario() -> tuple[Any, float, Any]:
+        client = await connect_ready(gateway.url)
+        try:
+            # The fake worker never answers blackhole, so the call waits.
+            waiting = asyncio.create_task(client.rpc(request(1, "blackhole", {}), 60))
+            await asyncio.sleep(0.5)
+            started = asyncio.get_running_loop().time()
+            kill_results_connection(redis_client, "g-lost")
+            lost = await waiting
+            waited_s = asyncio.get_running_loop().time() - started
+            await asyncio.to_thread(
+                wait_until,
+                lambda: "results connection restored" in gateway.log_text(),
+                30,
+            )
+            after = await client.rpc(request(2, "echo", {"n": 2}))
+            return lost, waited_s, after
+        finally:
+            await client.close()
+
+    lost, waited_s, after = run(scenario())
+
+    assert lost["id"] == 1
+    assert lost["error"]["code"] == -32603
+    assert "may have run" in lost["error"]["message"]
+    assert waited_s < 5
+    assert after == {"jsonrpc": "2.0", "id": 2, "result": {"n": 2}}

@@ -27,6 +27,7 @@ from bellhop_shared.logging import describe_error
 from redis.exceptions import RedisError
 
 from bellhop_gateway.limits import Admission, AdmissionResult
+from bellhop_gateway.pipelined import ReplyLostError
 from bellhop_gateway.rpc import (
     PreparedMessage,
     build_ack,
@@ -47,6 +48,17 @@ def _request_id(payload: Any) -> Any:
     if isinstance(payload, dict) and is_valid_id(payload.get("id")):
         return payload["id"]
     return None
+
+
+RESULTS_DOWN_MESSAGE = (
+    "The gateway's results connection to Redis is down, so the request was not "
+    "queued; retry in a moment."
+)
+LOST_MESSAGE = (
+    "The gateway lost its results connection to Redis while it waited, so the "
+    "response is lost, but the request may have run; check the session (ping "
+    "returns its request count) before you send it again."
+)
 
 
 def _ended_message(link: SessionLink) -> str:
@@ -85,6 +97,10 @@ async def handle_rpc(link: SessionLink, payload: Any) -> Any:
         await link.subscribed.wait()
         if link.finished or link.closed:
             return error_ack(prepared, SESSION_ENDED, _ended_message(link))
+        if not link.relay.is_subscribed:
+            # The response would be published to no one, so nothing is queued.
+            link.ctx.subscriber.retry_now()
+            return error_ack(prepared, INTERNAL_ERROR, RESULTS_DOWN_MESSAGE)
         call, rejection = await _push(link, prepared)
     if rejection is not None:
         return rejection
@@ -100,6 +116,17 @@ async def _push(
         admission = await link.ctx.admitter.push(
             link.session_id, prepared.item_text(), prepared.cost
         )
+    except ReplyLostError as exc:
+        # Redis may have queued the message, and the worker would then run it,
+        # so the call waits for the responses as if it had been queued. If it
+        # was not, the call ends with the usual timeout.
+        logger.warning(
+            "%s queue push sent but its reply was lost error=%s; waiting for "
+            "the responses",
+            link.label,
+            describe_error(exc),
+        )
+        return call, None
     except (RedisError, OSError) as exc:
         link.relay.unregister(call)
         logger.error("%s queue push failed error=%s", link.label, describe_error(exc))
@@ -132,6 +159,8 @@ async def _wait_for_answers(
     is_complete = len(call.responses) == len(prepared.expected_ids)
     if not is_complete and (link.finished or link.closed):
         return error_ack(prepared, SESSION_ENDED, _ended_message(link))
+    if not is_complete and call.lost:
+        return error_ack(prepared, INTERNAL_ERROR, LOST_MESSAGE)
     return build_ack(prepared, call.responses)
 
 

@@ -128,7 +128,11 @@ class Gateway:
             store=store,
             admitter=QueueAdmitter(
                 PipelinedConnection(
-                    settings.redis_url, f"bellhop-gateway:{self.id}:queue"
+                    settings.redis_url,
+                    f"bellhop-gateway:{self.id}:queue",
+                    # Redis is back, so the results connection need not wait
+                    # out its backoff.
+                    on_connect=self.subscriber.retry_now,
                 ),
                 keys,
                 _limits(settings),

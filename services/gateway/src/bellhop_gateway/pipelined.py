@@ -37,6 +37,13 @@ CONNECT_TIMEOUT_S = 5.0
 Argument = str | bytes | int | float
 
 
+class ReplyLostError(RedisConnectionError):
+    """A command was sent, but the connection closed before its reply arrived.
+
+    Redis may or may not have run the command.
+    """
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """The address, credentials and TLS settings of a Redis URL."""
@@ -76,8 +83,10 @@ class PipelinedConnection:
     """Sends commands on one lazily opened connection and returns their replies.
 
     Replies are decoded as UTF-8 text. An error reply raises ResponseError
-    and leaves the connection usable. A lost connection, a failed connect or
-    a reply slower than reply_timeout_s raises redis-py's ConnectionError.
+    and leaves the connection usable. A failed connect raises redis-py's
+    ConnectionError, and a connection lost or a reply slower than
+    reply_timeout_s after the command was sent raises ReplyLostError.
+    on_connect runs after each connect.
     """
 
     def __init__(
@@ -86,7 +95,9 @@ class PipelinedConnection:
         client_name: str,
         reply_timeout_s: float = SOCKET_TIMEOUT_S,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        on_connect: Callable[[], None] | None = None,
     ) -> None:
+        self._on_connect = on_connect
         self._endpoint = Endpoint.from_url(url)
         self._client_name = client_name
         self._reply_timeout_s = reply_timeout_s
@@ -129,6 +140,8 @@ class PipelinedConnection:
             lambda: RespProtocol(self._reply_timeout_s),
             self._connect_timeout_s,
         )
+        if self._on_connect is not None:
+            self._on_connect()
         return self._protocol
 
     def _connect_done(self, attempt: asyncio.Task[RespProtocol]) -> None:
@@ -275,7 +288,7 @@ class RespProtocol(asyncio.Protocol):
         while self._waiting:
             future, _ = self._waiting.popleft()
             if not future.done():
-                future.set_exception(RedisConnectionError(self._failure))
+                future.set_exception(ReplyLostError(self._failure))
         self._can_write.set()
         if not self._closed.done():
             self._closed.set_result(None)

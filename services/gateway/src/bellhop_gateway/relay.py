@@ -38,6 +38,9 @@ class PendingCall:
     prepared: PreparedMessage
     future: asyncio.Future[None]
     responses: dict[str, WorkerResponse] = field(default_factory=dict)
+    # Set when the results connection dropped while the call waited, so
+    # its responses may have been published to no one.
+    lost: bool = False
 
 
 class ResultRelay:
@@ -56,11 +59,18 @@ class ResultRelay:
         self._label = label
         self._pending: dict[str, PendingCall] = {}
 
+    @property
+    def is_subscribed(self) -> bool:
+        """Whether a response published now would reach this relay."""
+        return self._subscriber.is_confirmed(self._channel)
+
     async def subscribe(self) -> None:
         """SUBSCRIBE and wait for the confirmation, so nothing published is missed."""
+        self._subscriber.add_loss_listener(self._on_connection_lost)
         await self._subscriber.subscribe(self._channel, self._dispatch_safely)
 
     async def close(self) -> None:
+        self._subscriber.remove_loss_listener(self._on_connection_lost)
         try:
             await self._subscriber.unsubscribe(self._channel, self._dispatch_safely)
         except (RedisError, OSError) as exc:
@@ -77,6 +87,14 @@ class ResultRelay:
     def unregister(self, call: PendingCall) -> None:
         for request_id in call.prepared.expected_ids:
             self._pending.pop(request_id, None)
+
+    def _on_connection_lost(self) -> None:
+        """End every waiting call, because its responses may be lost."""
+        for call in list(self._pending.values()):
+            call.lost = True
+            if not call.future.done():
+                call.future.set_result(None)
+        self._pending.clear()
 
     def release_all(self) -> None:
         """Wake every waiting call; used when the session ends."""

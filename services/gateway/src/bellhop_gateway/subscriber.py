@@ -49,6 +49,7 @@ HEALTH_INTERVAL_S = 30.0
 MAX_UNREAD_REPLIES = 10_000
 
 MessageHandler = Callable[[bytes], Awaitable[None]]
+LossListener = Callable[[], None]
 
 
 class PubSubConnection:
@@ -200,6 +201,7 @@ class ResultSubscriber:
         self._was_open = False
         self._retry_now = asyncio.Event()
         self._next_open: asyncio.Future[None] | None = None
+        self._loss_listeners: set[LossListener] = set()
 
     def start(self) -> None:
         self._reader = asyncio.create_task(self._run())
@@ -209,6 +211,22 @@ class ResultSubscriber:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
         await self._connection.aclose()
+
+    def is_confirmed(self, channel: str) -> bool:
+        """Whether channel is subscribed on the open connection, confirmed by Redis."""
+        return channel in self._confirmed
+
+    def retry_now(self) -> None:
+        """Cut the reader's backoff short when the connection is down."""
+        if not self._connection.is_open:
+            self._retry_now.set()
+
+    def add_loss_listener(self, listener: LossListener) -> None:
+        """Call listener whenever the connection is lost, and messages with it."""
+        self._loss_listeners.add(listener)
+
+    def remove_loss_listener(self, listener: LossListener) -> None:
+        self._loss_listeners.discard(listener)
 
     async def subscribe(self, channel: str, handler: MessageHandler) -> None:
         """Add handler to channel and wait until Redis confirms the subscription.
@@ -276,12 +294,24 @@ class ResultSubscriber:
                     describe_error(exc),
                     backoff_s,
                 )
+                self._on_lost()
                 await self._wait_to_retry(backoff_s)
                 backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
                 continue
             backoff_s = self._initial_backoff_s
             for reply in replies:
                 await self._handle(reply)
+
+    def _on_lost(self) -> None:
+        """Mark every channel unconfirmed and tell the listeners."""
+        if not self._confirmed:
+            return
+        self._confirmed.clear()
+        for listener in list(self._loss_listeners):
+            try:
+                listener()
+            except Exception:
+                logger.exception("%s connection loss listener failed", self._label)
 
     async def _wait_to_retry(self, backoff_s: float) -> None:
         """Wait backoff_s, or only MIN_RETRY_GAP_S once a subscribe is waiting."""
