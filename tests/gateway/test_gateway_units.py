@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import jwt
 import pytest
-from bellhop_gateway import calls, sio_json
+from bellhop_gateway import calls, orchestrator, sio_json
 from bellhop_gateway.auth import read_connect_request
 from bellhop_gateway.rpc import (
     IdRewriter,
@@ -324,3 +325,15 @@ def test_sio_json_wide_id_returns_as_sent() -> None:
 )
 def test_whole_rejection_echoes_single_id(payload: Any, expected: Any) -> None:
     assert calls._request_id(payload) == expected
+
+
+def test_over_capacity_message_says_retry_once() -> None:
+    detail = "The orchestrator already runs 50 workers (MAX_WORKERS); retry in 30 s."
+    response = httpx.Response(
+        503, json={"detail": detail}, headers={"Retry-After": "30"}
+    )
+
+    error = orchestrator._error_for(response, "flights")
+
+    assert error.code == "over_capacity"
+    assert error.public == f"No worker is available right now: {detail}"

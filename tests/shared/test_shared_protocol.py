@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 import redis
@@ -19,6 +20,7 @@ from bellhop_shared.keys import Keys, is_valid_session_id, new_session_id
 from bellhop_shared.logging import (
     JsonFormatter,
     KeyValueFormatter,
+    LogThrottle,
     describe_error,
     redact,
 )
@@ -92,6 +94,19 @@ def test_describe_error_keeps_redis_message() -> None:
 
     assert describe_error(error) == "ConnectionError: no reply from Redis within 30 s"
     assert describe_error(TimeoutError()) == "TimeoutError"
+
+
+def test_log_throttle_counts_held_back_lines() -> None:
+    throttle = LogThrottle(interval_s=0.2)
+
+    first = throttle.allow()
+    held = [throttle.allow() for _ in range(5)]
+    time.sleep(0.25)
+    after_interval = throttle.allow()
+
+    assert first == 0
+    assert held == [None] * 5
+    assert after_interval == 5
 
 
 def test_redact_masks_credentials() -> None:

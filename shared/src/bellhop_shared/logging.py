@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 import time
@@ -97,3 +98,22 @@ def describe_error(exc: BaseException) -> str:
     message = str(exc)
     name = type(exc).__name__
     return f"{name}: {message}" if message else name
+
+
+class LogThrottle:
+    """Lets one log line through per interval and counts the ones held back."""
+
+    def __init__(self, interval_s: float) -> None:
+        self._interval_s = interval_s
+        self._last_s = -math.inf
+        self._held_back = 0
+
+    def allow(self) -> int | None:
+        """Return None to hold this line back, else how many were held back."""
+        now = time.monotonic()
+        if now - self._last_s < self._interval_s:
+            self._held_back += 1
+            return None
+        held_back, self._held_back = self._held_back, 0
+        self._last_s = now
+        return held_back

@@ -23,7 +23,7 @@ from bellhop_shared.jsonrpc import (
     error_response,
     is_valid_id,
 )
-from bellhop_shared.logging import describe_error
+from bellhop_shared.logging import LogThrottle, describe_error
 from redis.exceptions import RedisError
 
 from bellhop_gateway.limits import Admission, AdmissionResult
@@ -50,6 +50,10 @@ def _request_id(payload: Any) -> Any:
     return None
 
 
+# While Redis is down every request fails the same way, so one line per
+# interval stands for them all.
+_PUSH_FAILURE_LOG = LogThrottle(interval_s=10.0)
+
 RESULTS_DOWN_MESSAGE = (
     "The gateway's results connection to Redis is down, so the request was not "
     "queued; retry in a moment."
@@ -62,6 +66,9 @@ LOST_MESSAGE = (
 
 
 def _ended_message(link: SessionLink) -> str:
+    if not link.finished:
+        # The socket is closing, while the session itself may go on.
+        return "This connection is closing; reconnect to resume the session."
     return (
         f"Session ended ({link.state.value}: {link.message}); "
         "reconnect to start a new session."
@@ -129,7 +136,14 @@ async def _push(
         return call, None
     except (RedisError, OSError) as exc:
         link.relay.unregister(call)
-        logger.error("%s queue push failed error=%s", link.label, describe_error(exc))
+        held_back = _PUSH_FAILURE_LOG.allow()
+        if held_back is not None:
+            logger.error(
+                "%s queue push failed error=%s (%d more failures not logged)",
+                link.label,
+                describe_error(exc),
+                held_back,
+            )
         return call, error_ack(
             prepared, INTERNAL_ERROR, "The gateway could not queue the request; retry."
         )

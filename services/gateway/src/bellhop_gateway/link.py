@@ -380,7 +380,11 @@ class SessionLink:
     def _lost_attachment(self, holder: Holder) -> None:
         if holder is Holder.NONE:
             logger.warning("%s record is gone; the session was ended", self.label)
-            message = "This session was ended."
+            message = (
+                "This session's record is gone from Redis (it was deleted, or "
+                "Redis lost its data), so the session has ended; reconnect to "
+                "start a new one."
+            )
         else:
             logger.info("%s now held by another connection", self.label)
             message = RESUMED_ELSEWHERE_MESSAGE

@@ -45,9 +45,14 @@ def _error_for(response: httpx.Response, dataset: str) -> OrchestratorError:
         return OrchestratorError(logged, detail, "unknown_dataset")
     if status == 503:
         retry_after = response.headers.get("Retry-After", "a few")
-        public = (
-            f"No worker is available right now ({detail}); retry in {retry_after} s."
-        )
+        if "retry" in detail.lower():
+            # The orchestrator's text already contains the time to retry.
+            public = f"No worker is available right now: {detail}"
+        else:
+            public = (
+                f"No worker is available right now ({detail}); "
+                f"retry in {retry_after} s."
+            )
         return OrchestratorError(logged, public, "over_capacity")
     if status in (401, 403):
         logged += "; check ORCHESTRATOR_TOKEN"
