@@ -39,8 +39,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="flights", help="catalog name")
     parser.add_argument(
         "--filter",
-        default=json.dumps(DEFAULT_FILTER),
-        help="filter params as JSON (where, exclude, range, limit, ...)",
+        default=None,
+        help="filter params as JSON (where, exclude, range, limit, ...); by "
+        "default UA and DL from JFK in July for flights, and the most common "
+        "value of the first facet field for other datasets",
     )
     parser.add_argument("--token", help="signed token, for a gateway with a secret")
     parser.add_argument(
@@ -99,6 +101,23 @@ def print_result(result: dict[str, Any], round_trip_ms: float) -> None:
     print(f"worker took {result['took_ms']:.2f} ms, round trip {round_trip_ms:.1f} ms")
 
 
+def default_filter(session: Session, dataset: str) -> dict[str, Any]:
+    """Return the demo filter for flights, else one built from `describe`."""
+    if dataset == "flights":
+        return DEFAULT_FILTER
+    request = {"jsonrpc": "2.0", "id": 0, "method": "describe"}
+    response = session.sio.call("rpc", request, timeout=60)
+    fields = response.get("result", {}).get("fields", {})
+    for name, info in fields.items():
+        values = info.get("values")
+        if info.get("kind") == "facet" and values:
+            # Facet keys are JSON strings; a numeric field is filtered by number.
+            key = max(values, key=values.get)
+            value = {"int": int, "float": float}.get(info.get("type"), str)(key)
+            return {"where": {name: [value]}}
+    return {}
+
+
 def run_filters(session: Session, params: dict[str, Any], repeat: int) -> int:
     round_trips_ms: list[float] = []
     for n in range(1, repeat + 1):
@@ -121,11 +140,13 @@ def run_filters(session: Session, params: dict[str, Any], repeat: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        params = json.loads(args.filter)
-    except ValueError as exc:
-        print(f"--filter is not valid JSON: {exc}", file=sys.stderr)
-        return 2
+    params: dict[str, Any] | None = None
+    if args.filter is not None:
+        try:
+            params = json.loads(args.filter)
+        except ValueError as exc:
+            print(f"--filter is not valid JSON: {exc}", file=sys.stderr)
+            return 2
     auth = {"dataset": args.dataset} | ({"token": args.token} if args.token else {})
     session = Session()
     print(f"connecting to {args.url} for dataset {args.dataset}")
@@ -153,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if session.final["state"] != "ready":
             return 1
+        if params is None:
+            params = default_filter(session, args.dataset)
         print(f"filter: {json.dumps(params)}")
         return run_filters(session, params, max(1, args.repeat))
     finally:

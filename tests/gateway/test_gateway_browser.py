@@ -595,6 +595,18 @@ def test_demo_prints_csv_count(gateway_url: str) -> None:
     assert "round trip over 3 requests" in finished.stdout
 
 
+def test_demo_filters_other_dataset(gateway_url: str) -> None:
+    ws_url = gateway_url.replace("http://", "ws://").rstrip("/")
+    argv = [sys.executable, str(REPO / "scripts/demo.py"), "--url", ws_url]
+    argv += ["--dataset", "synthetic-10k"]
+
+    finished = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert 'filter: {"where": {' in finished.stdout
+    assert "count: " in finished.stdout
+
+
 def test_stale_saved_session_starts_new(page_url: str, browser: Any) -> None:
     page = open_ready_page(browser, page_url, "laptop")
     try:
