@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any
 
-from bellhop_shared.logging import describe_error
+from bellhop_shared.logging import LogThrottle, describe_error
 from bellhop_shared.states import (
     SESSION_ENDED_NOTIFICATION,
     STATE_NOTIFICATION,
@@ -32,6 +32,11 @@ from bellhop_gateway.relay import ResultRelay
 from bellhop_gateway.store import Holder, SessionRecord
 
 logger = logging.getLogger(__name__)
+
+# Every session of the replica polls Redis, so while Redis is down one line
+# per interval stands for all of their failures.
+_HEARTBEAT_READ_LOG = LogThrottle(interval_s=10.0)
+_CLIENT_HEARTBEAT_LOG = LogThrottle(interval_s=10.0)
 
 # How often an attached link re-reads the worker heartbeat once it is ready;
 # before that it reads every GATEWAY_STATE_POLL_S.
@@ -209,9 +214,14 @@ class SessionLink:
             try:
                 heartbeat = await self._read_heartbeat()
             except (RedisError, OSError) as exc:
-                logger.warning(
-                    "%s heartbeat read failed error=%s", self.label, describe_error(exc)
-                )
+                held_back = _HEARTBEAT_READ_LOG.allow()
+                if held_back is not None:
+                    logger.warning(
+                        "%s heartbeat read failed error=%s (%d more not logged)",
+                        self.label,
+                        describe_error(exc),
+                        held_back,
+                    )
                 await asyncio.sleep(self.ctx.settings.gateway_state_poll_s)
                 continue
             if heartbeat is not None:
@@ -366,11 +376,14 @@ class SessionLink:
                     self.session_id, self.attachment, heartbeat
                 )
             except (RedisError, OSError) as exc:
-                logger.warning(
-                    "%s client heartbeat failed error=%s",
-                    self.label,
-                    describe_error(exc),
-                )
+                held_back = _CLIENT_HEARTBEAT_LOG.allow()
+                if held_back is not None:
+                    logger.warning(
+                        "%s client heartbeat failed error=%s (%d more not logged)",
+                        self.label,
+                        describe_error(exc),
+                        held_back,
+                    )
             else:
                 if holds is not Holder.THIS:
                     self._lost_attachment(holds)
