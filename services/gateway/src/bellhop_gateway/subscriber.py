@@ -339,8 +339,8 @@ class ResultSubscriber:
 
         The caller must have acquired self._commands. Responses published
         while the connection was down are lost, because pub/sub keeps nothing
-        for absent subscribers. Calls waiting on them end with their
-        GATEWAY_RPC_TIMEOUT_S timeout.
+        for absent subscribers, so the loss listeners ended the calls waiting
+        on them when the connection dropped.
         """
         await self._connection.open()
         self._confirmed.clear()
