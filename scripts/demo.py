@@ -101,20 +101,24 @@ def print_result(result: dict[str, Any], round_trip_ms: float) -> None:
     print(f"worker took {result['took_ms']:.2f} ms, round trip {round_trip_ms:.1f} ms")
 
 
+class DemoError(Exception):
+    """A step of the demo failed; the message says which and why."""
+
+
 def default_filter(session: Session, dataset: str) -> dict[str, Any]:
     """Return the demo filter for flights, else one built from `describe`."""
     if dataset == "flights":
         return DEFAULT_FILTER
     request = {"jsonrpc": "2.0", "id": 0, "method": "describe"}
     response = session.sio.call("rpc", request, timeout=60)
-    fields = response.get("result", {}).get("fields", {})
-    for name, info in fields.items():
+    if "error" in response:
+        raise DemoError(f"describe failed: {response['error']['message']}")
+    for name, info in response["result"]["fields"].items():
         values = info.get("values")
         if info.get("kind") == "facet" and values:
-            # Facet keys are JSON strings; a numeric field is filtered by number.
-            key = max(values, key=values.get)
-            value = {"int": int, "float": float}.get(info.get("type"), str)(key)
-            return {"where": {name: [value]}}
+            # The worker accepts a number as its key text ("7" for month 7).
+            return {"where": {name: [max(values, key=values.get)]}}
+    print(f"dataset {dataset} has no facet field, so the filter has no conditions")
     return {}
 
 
@@ -175,7 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         if session.final["state"] != "ready":
             return 1
         if params is None:
-            params = default_filter(session, args.dataset)
+            try:
+                params = default_filter(session, args.dataset)
+            except DemoError as exc:
+                print(str(exc), file=sys.stderr)
+                return 1
         print(f"filter: {json.dumps(params)}")
         return run_filters(session, params, max(1, args.repeat))
     finally:

@@ -190,3 +190,40 @@ def _output_buffer_bytes(client: redis.Redis, name: str) -> int:
         if entry["name"] == name:
             return int(entry["omem"])
     raise AssertionError(f"no client named {name}")
+
+
+def test_loss_reported_while_handler_runs(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A drop while the reader awaits a handler still reaches the listeners."""
+    losses: list[bool] = []
+
+    async def scenario() -> tuple[bool, bool]:
+        results = ResultSubscriber(redis_url, "bellhop-test-busy", "test")
+        handler_started = asyncio.Event()
+
+        async def slow_handler(data: bytes) -> None:
+            handler_started.set()
+            await asyncio.sleep(0.5)
+
+        async def ignore(data: bytes) -> None:
+            return None
+
+        results.add_loss_listener(lambda: losses.append(True))
+        results.start()
+        try:
+            await results.subscribe("busy", slow_handler)
+            await results.subscribe("waiting", ignore)
+            await asyncio.to_thread(redis_client.publish, "busy", "work")
+            await handler_started.wait()
+            await asyncio.to_thread(redis_client.client_kill_filter, _type="pubsub")
+            await asyncio.sleep(0.1)
+            # The handler is still running, so the reader has not looked yet.
+            return bool(losses), results.is_confirmed("waiting")
+        finally:
+            await results.stop()
+
+    reported, still_confirmed = asyncio.run(scenario())
+
+    assert reported
+    assert not still_confirmed

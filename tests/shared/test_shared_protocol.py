@@ -109,6 +109,17 @@ def test_log_throttle_counts_held_back_lines() -> None:
     assert after_interval == 5
 
 
+def test_log_throttle_end_reports_and_resets() -> None:
+    throttle = LogThrottle(interval_s=60.0)
+    throttle.allow()
+    throttle.allow()
+
+    assert throttle.is_active
+    assert throttle.end() == 1
+    assert not throttle.is_active
+    assert throttle.allow() == 0
+
+
 def test_redact_masks_credentials() -> None:
     line = (
         "connect redis://:hunter2@127.0.0.1:6379/0 "

@@ -28,7 +28,8 @@
   const WIDE_SCREEN = window.matchMedia("(min-width: 800px)");
 
   const params = new URLSearchParams(window.location.search);
-  const dataset = params.get("dataset") || "flights";
+  const DEFAULT_DATASET = "flights";
+  const dataset = params.get("dataset") || DEFAULT_DATASET;
 
   const state = {
     fields: {},
@@ -41,6 +42,8 @@
     // Error message per range field whose inputs contain an unusable bound.
     invalidRanges: {},
     ready: false,
+    // Whether `describe` answered, so the dataset did load once.
+    described: false,
     ended: false,
     querySeq: 0,
     queryTimer: null,
@@ -96,9 +99,9 @@
     $("#ended-stale").hidden = $("#count").dataset.count === undefined;
     // A session whose dataset never loaded (an unknown name, say) would fail
     // the same way again, so offer the default dataset beside the restart.
-    const neverLoaded = name === "failed" && !state.facetFields.length;
+    const neverLoaded = name === "failed" && !state.described;
     const defaultLink = $("#default-dataset");
-    if (neverLoaded && params.has("dataset")) {
+    if (neverLoaded && dataset !== DEFAULT_DATASET) {
       const others = new URLSearchParams(params);
       others.delete("dataset");
       const query = others.toString();
@@ -491,6 +494,7 @@
       // After a reconnect the controls and their selections are kept.
       if (!state.facetFields.length) {
         buildControls(resultOf(await rpcRetrying(request("describe"))));
+        state.described = true;
       }
       state.ready = true;
       $("#explorer").setAttribute("aria-busy", "false");

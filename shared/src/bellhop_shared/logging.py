@@ -108,6 +108,11 @@ class LogThrottle:
         self._last_s = -math.inf
         self._held_back = 0
 
+    @property
+    def is_active(self) -> bool:
+        """Whether a line went through since the last `end`."""
+        return self._last_s != -math.inf
+
     def allow(self) -> int | None:
         """Return None to hold this line back, else how many were held back."""
         now = time.monotonic()
@@ -116,4 +121,13 @@ class LogThrottle:
             return None
         held_back, self._held_back = self._held_back, 0
         self._last_s = now
+        return held_back
+
+    def end(self) -> int:
+        """End the run of repeats; return how many were held back since the last line.
+
+        The next line goes through at once, so a new run is not hidden.
+        """
+        held_back, self._held_back = self._held_back, 0
+        self._last_s = -math.inf
         return held_back

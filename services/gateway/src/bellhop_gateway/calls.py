@@ -147,6 +147,11 @@ async def _push(
         return call, error_ack(
             prepared, INTERNAL_ERROR, "The gateway could not queue the request; retry."
         )
+    if _PUSH_FAILURE_LOG.is_active:
+        logger.info(
+            "queue pushes work again; %d failures were not logged",
+            _PUSH_FAILURE_LOG.end(),
+        )
     if admission.status is not Admission.QUEUED:
         link.relay.unregister(call)
         return call, _rejection(link, prepared, admission)

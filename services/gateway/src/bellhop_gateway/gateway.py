@@ -128,11 +128,7 @@ class Gateway:
             store=store,
             admitter=QueueAdmitter(
                 PipelinedConnection(
-                    settings.redis_url,
-                    f"bellhop-gateway:{self.id}:queue",
-                    # Redis is back, so the results connection need not wait
-                    # out its backoff.
-                    on_connect=self.subscriber.retry_now,
+                    settings.redis_url, f"bellhop-gateway:{self.id}:queue"
                 ),
                 keys,
                 _limits(settings),

@@ -86,7 +86,6 @@ class PipelinedConnection:
     and leaves the connection usable. A failed connect raises redis-py's
     ConnectionError, and a connection lost or a reply slower than
     reply_timeout_s after the command was sent raises ReplyLostError.
-    on_connect runs after each connect.
     """
 
     def __init__(
@@ -95,9 +94,7 @@ class PipelinedConnection:
         client_name: str,
         reply_timeout_s: float = SOCKET_TIMEOUT_S,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
-        on_connect: Callable[[], None] | None = None,
     ) -> None:
-        self._on_connect = on_connect
         self._endpoint = Endpoint.from_url(url)
         self._client_name = client_name
         self._reply_timeout_s = reply_timeout_s
@@ -140,8 +137,6 @@ class PipelinedConnection:
             lambda: RespProtocol(self._reply_timeout_s),
             self._connect_timeout_s,
         )
-        if self._on_connect is not None:
-            self._on_connect()
         return self._protocol
 
     def _connect_done(self, attempt: asyncio.Task[RespProtocol]) -> None:

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 SUBSCRIBE_TIMEOUT_S = 10.0
 INITIAL_BACKOFF_S = 0.5
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 5.0
 # A subscribe that is waiting cuts the backoff short, but attempts stay at
 # least this far apart.
 MIN_RETRY_GAP_S = 0.5
@@ -62,11 +62,16 @@ class PubSubConnection:
     """
 
     def __init__(
-        self, url: str, client_name: str, health_interval_s: float = HEALTH_INTERVAL_S
+        self,
+        url: str,
+        client_name: str,
+        health_interval_s: float = HEALTH_INTERVAL_S,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self._endpoint = Endpoint.from_url(url)
         self._client_name = client_name
         self._health_interval_s = health_interval_s
+        self._on_lost = on_lost
         self._protocol: RespProtocol | None = None
         self._inbox: deque[Any] = deque()
         self._wakeup: asyncio.Future[None] | None = None
@@ -92,7 +97,7 @@ class PubSubConnection:
                 self._health_interval_s,
                 encoding=None,
                 on_push=self._push,
-                on_lost=self._wake,
+                on_lost=self._lost,
             ),
         )
         self._arm_health_check()
@@ -144,6 +149,11 @@ class PubSubConnection:
                 self._protocol.pause_reading()
         self._wake()
 
+    def _lost(self) -> None:
+        self._wake()
+        if self._on_lost is not None:
+            self._on_lost()
+
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
@@ -189,7 +199,7 @@ class ResultSubscriber:
     ) -> None:
         self._label = label
         self._initial_backoff_s = initial_backoff_s
-        self._connection = PubSubConnection(url, client_name)
+        self._connection = PubSubConnection(url, client_name, on_lost=self._on_lost)
         self._handlers: dict[str, list[MessageHandler]] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         # UNSUBSCRIBE commands sent but not yet confirmed, per channel. A
@@ -294,7 +304,6 @@ class ResultSubscriber:
                     describe_error(exc),
                     backoff_s,
                 )
-                self._on_lost()
                 await self._wait_to_retry(backoff_s)
                 backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
                 continue
@@ -303,9 +312,11 @@ class ResultSubscriber:
                 await self._handle(reply)
 
     def _on_lost(self) -> None:
-        """Mark every channel unconfirmed and tell the listeners."""
-        if not self._confirmed:
-            return
+        """Mark every channel unconfirmed and tell the listeners.
+
+        The connection's protocol calls this once, as it closes, so the
+        listeners hear of the loss even while the reader is busy in a handler.
+        """
         self._confirmed.clear()
         for listener in list(self._loss_listeners):
             try:
@@ -339,8 +350,8 @@ class ResultSubscriber:
 
         The caller must have acquired self._commands. Responses published
         while the connection was down are lost, because pub/sub keeps nothing
-        for absent subscribers, so the loss listeners ended the calls waiting
-        on them when the connection dropped.
+        for absent subscribers, so `_on_lost` ended the calls waiting on them
+        when the connection dropped.
         """
         await self._connection.open()
         self._confirmed.clear()
