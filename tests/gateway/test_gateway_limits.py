@@ -71,10 +71,13 @@ def test_flood_is_rate_limited(
 
     answered = [r for r in responses if "result" in r]
     limited = [r for r in responses if r.get("error", {}).get("code") == RATE_LIMITED]
-    others = [r for r in responses if r not in answered and r not in limited]
+    # The test gateways' queue cap (5) is below the burst (10), so a fake
+    # worker that drains slower than the pushes arrive can fill it first.
+    full = [r for r in responses if r.get("error", {}).get("code") == QUEUE_FULL]
+    others = [r for r in responses if r not in answered + limited + full]
     assert others == []
     assert limited, "40 requests at once must exceed a burst of 10"
-    assert len(answered) >= 10
+    assert len(answered) + len(full) >= 10
     assert "retry in" in limited[0]["error"]["message"]
     for response in limited:
         retry_after_s = response["error"]["data"]["retry_after_s"]
