@@ -102,7 +102,7 @@ def print_result(result: dict[str, Any], round_trip_ms: float) -> None:
 
 
 class DemoError(Exception):
-    """A step of the demo failed; the message says which and why."""
+    """A step of the demo failed; the message names the step and the reason."""
 
 
 def default_filter(session: Session, dataset: str) -> dict[str, Any]:

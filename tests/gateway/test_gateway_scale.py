@@ -144,7 +144,7 @@ def test_lost_results_connection_ends_waiting_call(
     async def scenario() -> tuple[Any, float, Any]:
         client = await connect_ready(gateway.url)
         try:
-            # The fake worker never answers blackhole, so the call waits.
+            # The fake worker never replies to blackhole, so the call waits.
             waiting = asyncio.create_task(client.rpc(request(1, "blackhole", {}), 60))
             await asyncio.sleep(0.5)
             started = asyncio.get_running_loop().time()

@@ -100,12 +100,12 @@ def test_log_throttle_counts_held_back_lines() -> None:
     throttle = LogThrottle(interval_s=0.2)
 
     first = throttle.allow()
-    held = [throttle.allow() for _ in range(5)]
+    within_interval = [throttle.allow() for _ in range(5)]
     time.sleep(0.25)
     after_interval = throttle.allow()
 
     assert first == 0
-    assert held == [None] * 5
+    assert within_interval == [None] * 5
     assert after_interval == 5
 
 

@@ -42,7 +42,7 @@
     // Error message per range field whose inputs contain an unusable bound.
     invalidRanges: {},
     ready: false,
-    // Whether `describe` answered, so the dataset did load once.
+    // Whether `describe` returned a result, so the dataset did load once.
     described: false,
     ended: false,
     querySeq: 0,

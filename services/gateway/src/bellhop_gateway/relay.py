@@ -90,11 +90,9 @@ class ResultRelay:
 
     def _on_connection_lost(self) -> None:
         """End every waiting call, because its responses may be lost."""
-        for call in list(self._pending.values()):
+        for call in self._pending.values():
             call.lost = True
-            if not call.future.done():
-                call.future.set_result(None)
-        self._pending.clear()
+        self.release_all()
 
     def release_all(self) -> None:
         """Wake every waiting call; used when the session ends."""

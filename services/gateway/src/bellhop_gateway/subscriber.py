@@ -223,7 +223,7 @@ class ResultSubscriber:
         await self._connection.aclose()
 
     def is_confirmed(self, channel: str) -> bool:
-        """Whether channel is subscribed on the open connection, confirmed by Redis."""
+        """Return True when Redis confirmed channel on the open connection."""
         return channel in self._confirmed
 
     def retry_now(self) -> None:
